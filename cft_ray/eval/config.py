@@ -1,0 +1,28 @@
+"""Config of the evaluation stage (vLLM actor pool + grader)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from cft_ray.config_base import StrictModel
+
+SIX_BENCHMARKS = ["math", "minerva_math", "gsm8k", "olympiadbench", "aime24", "amc23"]
+
+
+class EvalConfig(StrictModel):
+    benchmarks: list[str] = Field(default_factory=lambda: ["math-500", *SIX_BENCHMARKS])
+    data_dir: str | None = Field(None, description="folder of {name}/test.jsonl; None: the hub / built-in sets")
+    select_on: str = Field("math-500", description="checkpoint selection benchmark")
+    prompt: str = "qwen25-math-cot"
+    max_tokens: int = Field(2048, ge=1)
+    limit: int | None = Field(None, ge=1, description="score at most this many samples per benchmark")
+    num_engines: int = Field(1, ge=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    use_gpu: bool = False
+    grade_timeout_s: float = Field(3.0, gt=0)
+    self_critique: Literal["none", "single-pass", "two-stage"] = "none"
+    self_critique_attempts: int = Field(8, ge=1)
+    self_critique_temperature: float = Field(0.7, ge=0)
+    seed: int = 0

@@ -1,0 +1,103 @@
+"""Batch generation with vLLM on Ray Data: one engine per actor, actors in a pool.
+
+Shared by the data stage (noisy responses) and the eval stage (benchmark completions),
+so both place engines, pick engine settings and report outputs the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The vLLM ``SamplingParams`` we use; greedy by default."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 2048
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = 0
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Where and how an engine runs. On CPU the KV cache size comes from
+    ``VLLM_CPU_KVCACHE_SPACE`` (GiB); ``gpu_memory_utilization`` would mean a share of RAM."""
+
+    model: str
+    use_gpu: bool = False
+    tensor_parallel_size: int = 1
+    num_engines: int = 1
+    max_model_len: int | None = None  # None: the model's own limit
+    seed: int = 0
+    kv_cache_gib: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def llm_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(
+            model=self.model,
+            tensor_parallel_size=self.tensor_parallel_size,
+            seed=self.seed,
+        )
+        if self.max_model_len:
+            kwargs["max_model_len"] = self.max_model_len
+        if self.use_gpu:
+            kwargs["gpu_memory_utilization"] = 0.9
+        else:
+            kwargs["dtype"] = "float32" if "tiny-qwen2" in self.model else "bfloat16"
+        return {**kwargs, **self.extra}
+
+
+class VLLMGenerator:
+    """Ray Data ``map_batches`` actor: generates for the ``prompt`` column.
+
+    Output columns: ``completion``, ``finish_reason``, ``completion_tokens``,
+    ``sample_index`` (one row per sample when ``n > 1``; other columns repeated).
+    """
+
+    def __init__(self, engine: EngineSpec, sampling: Sampling):
+        if not engine.use_gpu:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.kv_cache_gib))
+        from vllm import LLM, SamplingParams
+
+        self.llm = LLM(**engine.llm_kwargs())
+        self.params = SamplingParams(**{**asdict(sampling), "stop": list(sampling.stop)})
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.llm.generate(list(batch["prompt"]), self.params, use_tqdm=False)
+        row_index, completions, reasons, tokens, samples = [], [], [], [], []
+        for i, out in enumerate(outputs):
+            for j, sample in enumerate(out.outputs):
+                row_index.append(i)
+                completions.append(sample.text)
+                reasons.append(sample.finish_reason or "")
+                tokens.append(len(sample.token_ids))
+                samples.append(j)
+        result = {name: np.asarray(col)[row_index] for name, col in batch.items()}
+        result.update(
+            completion=np.asarray(completions, dtype=object),
+            finish_reason=np.asarray(reasons, dtype=object),
+            completion_tokens=np.asarray(tokens, dtype=np.int64),
+            sample_index=np.asarray(samples, dtype=np.int64),
+        )
+        return result
+
+
+def generate(dataset, engine: EngineSpec, sampling: Sampling, batch_size: int = 64):
+    """Add completions to a Ray Dataset with a ``prompt`` column, using ``num_engines`` engines."""
+    import ray
+
+    return dataset.map_batches(
+        VLLMGenerator,
+        fn_constructor_kwargs={"engine": engine, "sampling": sampling},
+        compute=ray.data.ActorPoolStrategy(size=engine.num_engines),
+        batch_size=batch_size,
+        num_gpus=engine.tensor_parallel_size if engine.use_gpu else 0,
+        num_cpus=1,
+    )

@@ -1,0 +1,38 @@
+"""Config of the teacher stage: which OpenAI-compatible endpoint, prompts, limits, cache, cost."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from cft_ray.config_base import StrictModel
+
+
+class TeacherConfig(StrictModel):
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL (…/v1); None starts the built-in offline teacher"
+    )
+    model: str = "gpt-4o-2024-11-20"
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key")
+    api_key_file: str | None = Field(None, description="file holding the key (read, never written anywhere)")
+    prompt: str = Field("cft-critique-v1", description="versioned prompt template name")
+    temperature: float = Field(0.3, ge=0.0, le=2.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(3200, ge=1)
+    requests_per_minute: float = Field(500, gt=0)
+    tokens_per_minute: float = Field(2_000_000, gt=0)
+    max_concurrency: int = Field(64, ge=1, description="in-flight requests per actor")
+    num_actors: int = Field(4, ge=1)
+    batch_size: int = Field(64, ge=1, description="rows per Ray Data batch")
+    max_attempts: int = Field(6, ge=1)
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_length_retries: int = Field(1, ge=0, description="retries of finish_reason=length replies")
+    budget_usd: float | None = Field(None, gt=0, description="stop sending when spent")
+    cache_dir: str | None = Field(None, description="response cache; any pyarrow filesystem URI; default <run>/teacher-cache")
+    prices_per_million: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {
+            "gpt-4o-2024-11-20": (2.50, 10.00),
+            "gpt-4o": (2.50, 10.00),
+            "gpt-4o-mini": (0.15, 0.60),
+        },
+        description="model -> (prompt $/M tokens, completion $/M tokens)",
+    )

@@ -1,0 +1,1 @@
+"""cft-ray train stage."""

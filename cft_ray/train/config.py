@@ -1,0 +1,38 @@
+"""Config of the training stage (DeepSpeed ZeRO on Ray Train)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from cft_ray.config_base import StrictModel
+
+from cft_ray.data.formats import DEFAULT_SYSTEM_PROMPT
+
+
+class TrainConfig(StrictModel):
+    method: Literal["cft", "sft", "sft-verified", "sft-teacher"] = Field(
+        "cft", description="which built dataset to train on; the trainer is the same for all"
+    )
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    zero_stage: Literal[2, 3] = 3
+    bf16: bool = Field(False, description="bf16 on GPU; CPU runs in fp32")
+    learning_rate: float = Field(5e-6, gt=0)
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    num_epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    micro_batch_size: int = Field(1, ge=1, description="samples (or packed sequences) per worker per forward")
+    global_batch_size: int = Field(2, ge=1, description="micro batch x accumulation x workers")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 42
+    cutoff_len: int = Field(2048, ge=16)
+    packing: bool = True
+    gradient_checkpointing: bool = False
+    save_steps: int = Field(2, ge=1)
+    num_to_keep: int | None = Field(None, ge=1)
+    max_failures: int = Field(2, ge=0)
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT

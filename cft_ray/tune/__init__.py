@@ -1,0 +1,1 @@
+"""cft-ray tune stage."""
