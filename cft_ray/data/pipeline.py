@@ -1,0 +1,256 @@
+"""The data stage end to end: load -> validate -> (generate) -> dedup / decontaminate ->
+critique (teacher stage) -> build -> subsets.
+
+Each step writes under ``<output_dir>/work/<step>-<key>/`` where the key hashes the config
+sections and the previous step's key that decide its output; a step whose folder holds
+``_SUCCESS`` is skipped, so a crashed or repeated build redoes only what changed. Bad rows are
+never lost: ``quarantine.jsonl`` (invalid input) and ``removed.jsonl`` (duplicates, contaminated)
+record every row that did not reach a training set, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from cft_ray.config import PipelineConfig, section_hash
+from cft_ray.data import decontam
+from cft_ray.data.builders import build_rows, write_dataset
+from cft_ray.data.sources import load_source, to_arrow
+from cft_ray.data.subsets import subset_ids
+from cft_ray.data.validate import REASON, split_quarantine, validate_batch
+
+log = logging.getLogger(__name__)
+ROW = "row_index"
+
+
+@dataclass
+class DataSummary:
+    """Counts of every step and where the training sets are."""
+
+    output_dir: str
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    datasets: dict[str, str] = field(default_factory=dict)  # builder (or builder/size) -> folder
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+
+def _write_jsonl(df: pd.DataFrame, path: Path) -> None:
+    df.to_json(path, orient="records", lines=True, force_ascii=False, default_handler=str)
+
+
+class _Steps:
+    """Runs each step once per key; a finished step's counts are read back from ``_SUCCESS``."""
+
+    def __init__(self, work: Path, summary: DataSummary):
+        self.work, self.summary = work, summary
+
+    def run(self, name: str, key: str, fn: Callable[[Path], dict[str, Any]]) -> Path:
+        directory = self.work / f"{name}-{key}"
+        done = directory / "_SUCCESS"
+        if done.exists():
+            counts = json.loads(done.read_text())
+            log.info("data %s: done before (%s), skipped: %s", name, directory.name, counts)
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+            log.info("data %s: running -> %s", name, directory)
+            counts = fn(directory)
+            done.write_text(json.dumps(counts, default=str))
+            log.info("data %s: %s", name, counts)
+        self.summary.steps[name] = counts
+        return directory
+
+
+def _dataset(df: pd.DataFrame):
+    import ray
+
+    return ray.data.from_arrow(to_arrow(df))
+
+
+def _validate(df: pd.DataFrame, config: PipelineConfig, directory: Path, tag: str) -> dict[str, Any]:
+    """Validate on Ray Data; good rows -> rows.parquet, bad ones -> quarantine.jsonl."""
+    d = config.data
+    ds = _dataset(df).map_batches(
+        validate_batch, batch_format="pandas", batch_size=d.batch_size,
+        fn_kwargs={"max_question_chars": d.max_question_chars, "max_response_chars": d.max_response_chars},
+    )
+    good, bad = split_quarantine(ds.to_pandas())
+    to_arrow_parquet(good, directory / "rows.parquet")
+    _write_jsonl(bad, directory / "quarantine.jsonl")
+    return {f"{tag}_in": len(df), "rows": len(good), "quarantined": len(bad),
+            "quarantine_reasons": bad[REASON].str.split(":").str[0].value_counts().to_dict() if len(bad) else {}}
+
+
+def to_arrow_parquet(df: pd.DataFrame, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(to_arrow(df), path)
+
+
+def _load(config: PipelineConfig, directory: Path) -> dict[str, Any]:
+    frames = [load_source(source) for source in config.data.sources]
+    df = pd.concat(frames, ignore_index=True)
+    df[ROW] = range(len(df))
+    return _validate(df, config, directory, "loaded")
+
+
+def _model_path(config: PipelineConfig, name: str | None) -> str:
+    from cft_ray.models.tiny import resolve_model
+
+    model = config.model if name is None else config.model.model_copy(update={"name_or_path": name})
+    return str(resolve_model(model))
+
+
+def _generate(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[str, Any]:
+    from cft_ray.data.generate import generate_responses
+
+    g = config.data.generation
+    name = g.model or config.model.name_or_path
+    ds = generate_responses(pd.read_parquet(rows_path), g, _model_path(config, g.model), name)
+    df = ds.to_pandas()
+    df[ROW] = range(len(df))
+    df[REASON] = None
+    counts = _validate(df, config, directory, "generated")
+    counts["finish_reasons"] = df["gen_finish_reason"].value_counts().to_dict()
+    return counts
+
+
+def _clean(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[str, Any]:
+    """Exact / near-duplicate removal and benchmark decontamination, on Ray Data."""
+    import ray
+
+    d = config.data.decontaminate
+    ds = ray.data.read_parquet(str(rows_path))
+    counts: dict[str, Any] = {"in": ds.count()}
+    if d.dedup:
+        ds = ds.map_batches(decontam.dedup_key_batch, batch_format="pandas", batch_size=config.data.batch_size)
+        dups = decontam.duplicate_rows(ds.select_columns([ROW, decontam.DUP_KEY]).to_pandas())
+        ds = ds.map_batches(_mark, batch_format="pandas", fn_kwargs={"drop": dups, "reason": "duplicate"})
+        counts["duplicates"] = len(dups)
+    if d.enabled:
+        data_dir = d.benchmarks_dir or config.eval.data_dir
+        questions, skipped = decontam.load_benchmark_questions(d.benchmarks, data_dir)
+        index = decontam.BenchmarkIndex(questions, d.ngram)
+        ds = ds.map_batches(decontam.Decontaminate, fn_constructor_kwargs={"index": index},
+                            compute=ray.data.ActorPoolStrategy(size=1), batch_format="pandas",
+                            batch_size=config.data.batch_size)
+        counts.update(benchmarks_checked={k: len(v) for k, v in questions.items()}, benchmarks_skipped=skipped)
+    df = ds.to_pandas()
+    reason = df.get("removed_reason", pd.Series(None, index=df.index)).astype(object)
+    if decontam.CONTAMINATED in df.columns:
+        flagged = df[decontam.CONTAMINATED].notna() & reason.isna()
+        reason[flagged] = "contaminated: " + df.loc[flagged, decontam.CONTAMINATED]
+        counts["contaminated"] = decontam.contamination_report(df[flagged])
+    df["removed_reason"] = reason
+    keep = df[reason.isna()].drop(columns=["removed_reason"])
+    removed = df[reason.notna()]
+    to_arrow_parquet(keep, directory / "rows.parquet")
+    _write_jsonl(removed, directory / "removed.jsonl")
+    counts["rows"] = len(keep)
+    return counts
+
+
+def _mark(df: pd.DataFrame, drop: set[int], reason: str) -> pd.DataFrame:
+    """Ray Data batch function: tag rows listed in ``drop`` with a removal reason."""
+    df = df.copy()
+    df["removed_reason"] = [reason if r in drop else None for r in df[ROW]]
+    return df
+
+
+def _critique(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[str, Any]:
+    """Teacher critiques for rows without one (the released CFT rows carry theirs), plus
+    teacher answers when the sft-teacher builder is asked for."""
+    from cft_ray.teacher import run_teacher
+    from cft_ray.teacher.verdict import parse_verdict
+
+    rows = pd.read_parquet(rows_path)
+    has = rows["critique"].fillna("").str.strip().str.len() > 0 if "critique" in rows else pd.Series(False, index=rows.index)
+    given = rows[has].copy()
+    given["verdict"] = [parse_verdict(c) for c in given["critique"]]
+    given["status"] = "ok"
+    parts, counts = [given], {"given_critiques": len(given)}
+    if (~has).any():
+        todo = rows[~has].drop(columns=["critique"], errors="ignore")
+        todo_path = directory / "todo.parquet"
+        to_arrow_parquet(todo, todo_path)
+        summary = run_teacher(str(todo_path), config.teacher, directory / "critiques", template=config.teacher.prompt)
+        parts.append(pd.read_parquet(summary.output_path))
+        counts["teacher"] = {"ok": summary.ok, "error": summary.error, "cached": summary.cached}
+    critiqued = pd.concat(parts, ignore_index=True)
+    if "sft-teacher" in config.data.builders:
+        questions = critiqued.drop_duplicates("question")[["id", "question", "reference_answer", "source"]]
+        q_path = directory / "questions.parquet"
+        to_arrow_parquet(questions.assign(response=""), q_path)
+        answers = run_teacher(str(q_path), config.teacher, directory / "answers", template="sft-teacher-answer-v1")
+        got = pd.read_parquet(answers.output_path)
+        got = got[got["status"] == "ok"][["question", "teacher_answer"]]
+        critiqued = critiqued.merge(got, on="question", how="left")
+        counts["teacher_answers"] = {"ok": answers.ok, "error": answers.error, "cached": answers.cached}
+    to_arrow_parquet(critiqued, directory / "rows.parquet")
+    ok = critiqued["status"] == "ok"
+    counts.update(rows=len(critiqued), errors=int((~ok).sum()),
+                  verdicts=critiqued.loc[ok, "verdict"].value_counts().to_dict())
+    return counts
+
+
+def _tokenizer(config: PipelineConfig):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(_model_path(config, None))
+
+
+def _build(config: PipelineConfig, rows_path: Path, output_dir: Path, config_hash: str) -> dict[str, Any]:
+    rows = pd.read_parquet(rows_path)
+    rows = rows[rows["status"] == "ok"]
+    tokenizer = _tokenizer(config)
+    subsets = subset_ids(rows, config.data.subset)
+    counts, datasets = {}, {}
+    for builder in config.data.builders:
+        built = build_rows(builder, rows, config.data.templates)
+        extra = {"config_hash": config_hash, "critiqued_rows": len(rows), "model": config.model.name_or_path}
+        card = write_dataset(built, output_dir / builder, builder, tokenizer, extra)
+        datasets[builder] = str(output_dir / builder)
+        counts[builder] = card["rows"]
+        for size, ids in subsets.items():
+            part = built[built["id"].isin(set(ids))].reset_index(drop=True)
+            where = output_dir / builder / "subsets" / f"{config.data.subset.strategy}-{size}"
+            subset = {"strategy": config.data.subset.strategy, "size": size, "seed": config.data.subset.seed}
+            card = write_dataset(part, where, builder, tokenizer, {**extra, "subset": subset})
+            datasets[f"{builder}/{size}"] = str(where)
+            counts[f"{builder}/{size}"] = card["rows"]
+    return {"rows": counts, "datasets": datasets}
+
+
+def build_datasets(config: PipelineConfig, output_dir: str | Path) -> DataSummary:
+    """Run the whole data stage into ``output_dir``; returns (and writes) the summary."""
+    from cft_ray.raycluster import connect
+
+    connect(config.ray)
+    output_dir = Path(output_dir)
+    summary = DataSummary(str(output_dir))
+    steps = _Steps(output_dir / "work", summary)
+    d = config.data.model_dump(mode="json")
+    load_key = section_hash({"sources": d["sources"], "limits": [d["max_question_chars"], d["max_response_chars"]]})
+    rows = steps.run("load", load_key, lambda out: _load(config, out)) / "rows.parquet"
+    key = load_key
+    if config.data.generation.enabled:
+        key = section_hash([key, d["generation"], config.model.model_dump(mode="json")])
+        rows = steps.run("generate", key, lambda out, src=rows: _generate(config, src, out)) / "rows.parquet"
+    key = section_hash([key, d["decontaminate"], config.eval.data_dir])
+    rows = steps.run("clean", key, lambda out, src=rows: _clean(config, src, out)) / "rows.parquet"
+    key = section_hash([key, config.teacher.model_dump(mode="json"), "sft-teacher" in config.data.builders])
+    rows = steps.run("critique", key, lambda out, src=rows: _critique(config, src, out)) / "rows.parquet"
+    config_hash = section_hash([key, d, config.model.model_dump(mode="json")])
+    for stale in (output_dir / "work").glob("build-*/_SUCCESS"):
+        if stale.parent.name != f"build-{config_hash}":
+            stale.unlink()  # the builder folders are shared: only the latest build may be skipped
+    steps.run("build", config_hash, lambda out, src=rows: _build(config, src, output_dir, config_hash))
+    summary.datasets = summary.steps["build"].pop("datasets")
+    (output_dir / "summary.json").write_text(summary.to_json())
+    return summary
