@@ -17,6 +17,7 @@ from cft_ray.config import ConfigError, PipelineConfig, list_presets, load_confi
 
 # Stage modules that add subcommands, in the order they appear in --help.
 STAGE_CLIS = [
+    "cft_ray.pipeline_cli",
     "cft_ray.data.cli",
     "cft_ray.tune.cli",
 ]

@@ -1,0 +1,101 @@
+"""The whole CFT loop as one Ray program:
+
+    data (load -> noisy responses -> decontaminate -> teacher critiques -> build)
+    -> train -> select checkpoint on ``eval.select_on`` -> full evaluation -> report
+
+Every stage writes under ``<run_dir>/stages/<stage>-<key>/`` where the key hashes the config
+sections that decide its output plus its input's key (:class:`cft_ray.steps.StepRunner`): a
+rerun skips finished stages, a changed setting reruns only the stages downstream of it, and a
+crashed run resumes at the stage that did not finish (stages resume internally too: the
+teacher cache, training checkpoints, finished evaluation samples).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cft_ray.config import PipelineConfig, section_hash
+from cft_ray.steps import StepRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineResult:
+    run_dir: Path
+    report: Path
+    stages: dict[str, dict[str, Any]]  # stage -> seconds, skipped, key
+    results: dict[str, Any]  # stage -> its JSON result
+
+
+def _section(config: PipelineConfig, *names: str) -> list[Any]:
+    return [getattr(config, name).model_dump(mode="json") for name in names]
+
+
+def stage_keys(config: PipelineConfig) -> dict[str, str]:
+    """Each stage's key: its own config sections plus the key of the stage it reads."""
+    data = section_hash([*_section(config, "model", "data", "teacher"), config.eval.data_dir])
+    train = section_hash([data, *_section(config, "model", "train")])
+    evaluation = section_hash([train, *_section(config, "eval")])
+    return {"data": data, "train": train, "select": evaluation, "evaluate": evaluation}
+
+
+def training_set(data_result: dict[str, Any], config: PipelineConfig) -> str:
+    """The built dataset the trainer reads: the method's set, or its largest subset."""
+    datasets = data_result["datasets"]
+    method = config.train.method
+    sizes = sorted(config.data.subset.sizes)
+    name = f"{method}/{sizes[-1]}" if sizes and f"{method}/{sizes[-1]}" in datasets else method
+    if name not in datasets:
+        raise ValueError(
+            f"train.method={method!r} needs the {method!r} dataset, but data.builders built only "
+            f"{sorted(datasets)}; add {method!r} to data.builders"
+        )
+    return datasets[name]
+
+
+def run_pipeline(config: PipelineConfig) -> PipelineResult:
+    from cft_ray.data.pipeline import build_datasets
+    from cft_ray.eval import evaluate, select_checkpoint
+    from cft_ray.raycluster import connect
+    from cft_ray.report import write_report
+    from cft_ray.train import train
+
+    started = time.perf_counter()
+    run_dir = config.run_dir
+    config.write_resolved(run_dir)
+    connect(config.ray)
+    keys = stage_keys(config)
+    steps = StepRunner(run_dir / "stages", "pipeline")
+
+    steps.run("data", keys["data"], lambda out: asdict(build_datasets(config, out)))
+    dataset = training_set(steps.results["data"], config)
+    steps.run("train", keys["train"], lambda out: train(config, dataset, out).to_json())
+    checkpoints = [(f"step-{step}", path) for step, path in steps.results["train"]["checkpoints"]]
+    steps.run("select", keys["select"], lambda out: select_checkpoint(checkpoints, config.eval, out))
+    best = steps.results["select"]["best"]
+    steps.run("evaluate", keys["evaluate"], lambda out: evaluate([(best["name"], best["path"])], config.eval, out))
+
+    report = write_report(config, steps.results, run_dir / "report")
+    summary = {
+        "config_sha256": config.sha256(),
+        "seconds": round(time.perf_counter() - started, 2),
+        "stages": steps.timings,
+        "report": str(report),
+    }
+    (run_dir / "pipeline.json").write_text(json.dumps(summary, indent=2))
+    return PipelineResult(run_dir=run_dir, report=report, stages=steps.timings, results=steps.results)
+
+
+def print_summary(result: PipelineResult) -> None:
+    """What the run did, one line a stage, for the terminal."""
+    print(f"\ncft-ray pipeline: {result.run_dir}")
+    for stage, timing in result.stages.items():
+        state = "skipped (done before)" if timing["skipped"] else "ran"
+        print(f"  {stage:9s} {state:22s} {timing['seconds']:8.1f} s   key {timing['key']}")
+    print(f"  report:   {result.report}")
