@@ -69,7 +69,9 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     started = time.perf_counter()
     run_dir = config.run_dir
     config.write_resolved(run_dir)
+    connect_started = time.perf_counter()
     connect(config.ray)
+    ray_startup_s = time.perf_counter() - connect_started
     keys = stage_keys(config)
     steps = StepRunner(run_dir / "stages", "pipeline")
 
@@ -81,10 +83,11 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     best = steps.results["select"]["best"]
     steps.run("evaluate", keys["evaluate"], lambda out: evaluate([(best["name"], best["path"])], config.eval, out))
 
-    report = write_report(config, steps.results, run_dir / "report")
+    report = write_report(config, steps.results, steps.timings, run_dir / "report")
     summary = {
         "config_sha256": config.sha256(),
         "seconds": round(time.perf_counter() - started, 2),
+        "ray_startup_seconds": round(ray_startup_s, 2),
         "stages": steps.timings,
         "report": str(report),
     }

@@ -7,10 +7,14 @@ so both place engines, pick engine settings and report outputs the same way.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+
+ENGINE_READY = "cft-ray vllm engine ready in"
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,10 @@ class VLLMGenerator:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.kv_cache_gib))
         from vllm import LLM, SamplingParams
 
+        started = time.perf_counter()
         self.llm = LLM(**engine.llm_kwargs())
+        # One line per engine start; the pipeline benchmark reads it to split engine start-up from work.
+        print(f"{ENGINE_READY} {time.perf_counter() - started:.2f} s model={engine.model}", flush=True)
         self.params = SamplingParams(**{**asdict(sampling), "stop": list(sampling.stop)})
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
