@@ -1,0 +1,221 @@
+"""Ray Tune sweeps over data size x teacher x method x any config field.
+
+The Ray 2.60 way: ``Tuner(trainable=run_trial)`` where ``run_trial`` is a plain function that
+applies its grid point to the base :class:`PipelineConfig`, trains the chosen method on its
+nested data subset (``cft_ray.train.train`` builds the ``TorchTrainer``), selects the
+checkpoint, evaluates it, and reports the scores with ``ray.tune.report``.
+
+The data stages (load, critiques, build) run ONCE before the Tuner, per distinct data-shaping
+grid point (a teacher sweep needs one build per teacher; a size or method sweep needs one build
+in all), building every swept method and every swept size as nested subsets. Trials only pick
+a folder. Each trial reserves ``tune.trial_cpus`` for its driver; the trainer and the eval
+engines request their own workers, so concurrency is capped by GPUs, not by Tune's CPUs.
+
+A sweep started again with the same name resumes: finished trials are kept, unfinished and
+failed ones run again, and each stage skips what it has already written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs
+import yaml
+from pydantic import ValidationError
+
+from cft_ray.config import ConfigError, PipelineConfig, section_hash
+from cft_ray.tune.analysis import BASE_CONFIG_FILE
+from cft_ray.tune.config import SIZE_KEY
+
+log = logging.getLogger(__name__)
+
+METHOD_KEY = "train.method"
+# Overrides that change what the data stage writes (sources, critiques, the tokenizer used to
+# build); a sweep builds the data once per distinct combination of these.
+DATA_SHAPING_PREFIXES = ("data.", "teacher.", "model.", "eval.data_dir")
+
+
+@dataclass
+class SweepResult:
+    experiment_dir: str
+    num_trials: int
+    num_errors: int
+    best_config: dict[str, Any] | None
+    best_metrics: dict[str, Any] | None
+
+
+def apply_overrides(base: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
+    """``base`` with dotted-key values set, validated like any config."""
+    data = base.model_dump(mode="json")
+    for key, value in overrides.items():
+        *sections, leaf = key.split(".")
+        node = data
+        for section in sections:
+            node = node.get(section)
+            if not isinstance(node, dict):
+                raise ConfigError(f"tune.param_space key {key!r}: {section!r} is not a config section")
+        node[leaf] = value
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"sweep point {overrides} is not a valid config:\n{exc}") from None
+
+
+def grid(param_space: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every grid point, in Tune's order (the last key varies slowest)."""
+    keys = list(param_space)
+    return [dict(zip(keys, values)) for values in itertools.product(*(param_space[k] for k in keys))]
+
+
+def data_key(overrides: dict[str, Any]) -> str:
+    """Which shared data build a grid point uses: a hash of its data-shaping values."""
+    shaping = {k: v for k, v in overrides.items() if k.startswith(DATA_SHAPING_PREFIXES) and k != SIZE_KEY}
+    return section_hash(shaping)
+
+
+def dataset_name(config: PipelineConfig) -> str:
+    """The data stage's name for a trial's training set: ``<method>/<size>`` or ``<method>``."""
+    sizes = config.data.subset.sizes
+    return f"{config.train.method}/{max(sizes)}" if sizes else config.train.method
+
+
+def prepare_data(base: PipelineConfig, points: list[dict[str, Any]], root: Path) -> dict[str, dict[str, str]]:
+    """Run the data stage once per data-shaping group; returns data key -> {name: folder}."""
+    from cft_ray.data.pipeline import build_datasets
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for point in points:
+        groups.setdefault(data_key(point), []).append(point)
+    datasets = {}
+    for key, members in groups.items():
+        configs = [apply_overrides(base, p) for p in members]
+        sizes = sorted({s for c in configs for s in c.data.subset.sizes})
+        builders = list(dict.fromkeys([*configs[0].data.builders, *(c.train.method for c in configs)]))
+        shaping = {k: v for k, v in members[0].items() if k.startswith(DATA_SHAPING_PREFIXES) and k != SIZE_KEY}
+        build_config = apply_overrides(base, {**shaping, SIZE_KEY: sizes, "data.builders": builders})
+        log.info("sweep data %s (%s): builders %s, sizes %s", key, shaping or "base config", builders, sizes or "all")
+        summary = build_datasets(build_config, root / key)
+        datasets[key] = summary.datasets
+        missing = {dataset_name(c) for c in configs} - set(summary.datasets)
+        if missing:
+            raise RuntimeError(f"the data stage built {sorted(summary.datasets)} but trials need {sorted(missing)}")
+    return datasets
+
+
+def trial_metrics(eval_result: Any, checkpoint_name: str) -> dict[str, float]:
+    """The selected checkpoint's scores as one flat dict (benchmark -> accuracy, avg, strict/...)."""
+    scores = eval_result.scores[checkpoint_name]
+    return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+
+
+def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[str, dict[str, str]], trials_root: str) -> None:
+    """One trial: train the method on its subset -> select a checkpoint -> evaluate -> report."""
+    from ray import tune
+
+    from cft_ray.eval import evaluate, select_checkpoint
+    from cft_ray.train import train
+
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
+    # A trial-unique name keeps the TorchTrainer's run (storage/<name>-train) apart from other trials'.
+    config = apply_overrides(PipelineConfig.model_validate(base), {**overrides, "name": f"{base['name']}-{trial_id}"})
+    out = Path(trials_root) / context.get_trial_name()
+    config.write_resolved(out)
+    dataset = datasets[data_key(overrides)][dataset_name(config)]
+    log.info("trial %s: %s on %s", trial_id, config.train.method, dataset)
+
+    trained = train(config, dataset, out / "train")
+    checkpoints = [(path.name, path) for _step, path in trained.checkpoints]
+    best_name, _curve = select_checkpoint(checkpoints, config.eval, out / "select")
+    best_path = dict(checkpoints)[best_name]
+    result = evaluate([(best_name, best_path)], config.eval, out / "eval")
+    metrics = trial_metrics(result, best_name)
+    metrics.update({
+        "train/steps": trained.total_steps,
+        "train/checkpoint_step": next(s for s, p in trained.checkpoints if p == best_path),
+    })
+    tune.report(metrics)
+
+
+def _concurrency(config: PipelineConfig) -> int:
+    """Trials at once: as many as the cluster's GPUs hold (training and eval run in turn
+    inside a trial, so it needs the larger of the two); one on a CPU cluster."""
+    import ray
+
+    if config.tune.max_concurrent_trials:
+        return config.tune.max_concurrent_trials
+    t, e = config.train, config.eval
+    per_trial = max(t.num_workers if t.use_gpu else 0, e.num_engines * e.tensor_parallel_size if e.use_gpu else 0)
+    if per_trial == 0:
+        return 1
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    return max(1, gpus // per_trial)
+
+
+def _write_text(uri_or_path: str, text: str) -> None:
+    """A file in the experiment folder, local or on s3:// / gs://."""
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri_or_path if "://" in uri_or_path else str(Path(uri_or_path).resolve()))
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
+def sweep(config: PipelineConfig) -> SweepResult:
+    """Run (or resume) the sweep in ``config.tune``; returns the experiment folder and best trial."""
+    from ray import tune
+
+    from cft_ray.raycluster import connect
+
+    space = config.tune.param_space
+    if not space:
+        raise ConfigError("tune.param_space is empty; give e.g. --grid train.method=[cft,sft] --grid data.subset.sizes=[16,32]")
+    points = grid(space)
+    for point in points:  # every grid point must be a valid config before anything runs
+        apply_overrides(config, point)
+    connect(config.ray)
+    # Tune moves each trial into its own folder by default; keep the driver's working
+    # directory so relative paths in the config (data files, the run folder) mean the same.
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+
+    name = config.tune.name or f"{config.name}-sweep"
+    storage = config.ray.storage_path or str((config.run_dir / "tune").resolve())
+    experiment = f"{storage.rstrip('/')}/{name}"
+    _write_text(f"{experiment}/{BASE_CONFIG_FILE}", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    log.info("sweep %s: %d trials over %s", name, len(points), ", ".join(f"{k} ({len(v)})" for k, v in space.items()))
+
+    datasets = prepare_data(config, points, (config.run_dir / "sweep-data").resolve())
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            run_trial, base=config.model_dump(mode="json"), datasets=datasets,
+            trials_root=str((config.run_dir / "sweep-trials" / name).resolve()),
+        ),
+        {"cpu": config.tune.trial_cpus},
+    )
+    if tune.Tuner.can_restore(experiment):
+        log.info("resuming sweep %s: finished trials are kept, the others run again", experiment)
+        tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={k: tune.grid_search(v) for k, v in space.items()},
+            tune_config=tune.TuneConfig(
+                metric=config.tune.metric, mode=config.tune.mode, max_concurrent_trials=_concurrency(config),
+            ),
+            run_config=tune.RunConfig(
+                name=name, storage_path=storage,
+                failure_config=tune.FailureConfig(max_failures=config.tune.max_failures),
+            ),
+        )
+    results = tuner.fit()
+    ok = [r for r in results if r.error is None and config.tune.metric in (r.metrics or {})]
+    best = results.get_best_result() if ok else None
+    return SweepResult(
+        experiment_dir=experiment, num_trials=len(results), num_errors=len(results.errors),
+        best_config=best.config if best else None,
+        best_metrics={k: v for k, v in best.metrics.items() if k != "config"} if best else None,
+    )
