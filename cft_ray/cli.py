@@ -20,7 +20,6 @@ STAGE_CLIS = [
     "cft_ray.pipeline_cli",
     "cft_ray.data.cli",
     "cft_ray.tune.cli",
-    "cft_ray.tune.cli",
 ]
 
 
