@@ -1,1 +1,5 @@
-"""cft-ray teacher stage."""
+"""cft-ray teacher stage: critiques from an OpenAI-compatible teacher on a Ray Data actor pool."""
+
+from cft_ray.teacher.run import Estimate, TeacherAuthError, TeacherSummary, run_teacher
+
+__all__ = ["Estimate", "TeacherAuthError", "TeacherSummary", "run_teacher"]

@@ -26,8 +26,13 @@ class TeacherConfig(StrictModel):
     max_attempts: int = Field(6, ge=1)
     request_timeout_s: float = Field(120.0, gt=0)
     max_length_retries: int = Field(1, ge=0, description="retries of finish_reason=length replies")
+    max_context_tokens: int = Field(128_000, ge=16, description="the model's context; longer rows become errors")
+    est_completion_tokens: int = Field(400, ge=1, description="completion tokens per row for estimates and budget")
+    actor_num_cpus: float = Field(0.25, gt=0, description="logical CPUs per actor (the work is network waiting)")
     budget_usd: float | None = Field(None, gt=0, description="stop sending when spent")
-    cache_dir: str | None = Field(None, description="response cache; any pyarrow filesystem URI; default <run>/teacher-cache")
+    cache_dir: str | None = Field(
+        None, description="response cache: a path or any pyarrow filesystem URI; default <output_dir>/teacher-cache"
+    )
     prices_per_million: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {
             "gpt-4o-2024-11-20": (2.50, 10.00),

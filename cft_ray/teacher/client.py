@@ -1,0 +1,233 @@
+"""The Ray Data actor that calls the teacher: a batch's requests concurrently, each row ending
+as a result or an error record, never an exception that would fail the dataset.
+
+Per request: check the row, look the request up in the cache, reserve a slot from the shared
+limiter, call through the official ``openai`` async client, retry what is worth retrying
+(429/408/5xx, timeouts, connection errors, malformed replies, ``finish_reason=length`` up to a
+limit) with exponential backoff and jitter that honours ``Retry-After``, and cache the answer
+the moment it arrives, so a killed job loses at most the requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import re
+from dataclasses import dataclass
+
+import openai
+import pandas as pd
+
+from cft_ray.teacher.cache import ResponseCache, request_key
+from cft_ray.teacher.prompts import Template, build_messages, get_template
+from cft_ray.teacher.verdict import parse_verdict
+
+RESULT_COLUMNS = ["critique", "verdict", "finish_reason", "prompt_tokens", "completion_tokens", "cost_usd",
+                  "model", "attempts", "status", "error", "cached", "request_key"]
+
+
+class Secret:
+    """An API key that never prints: its repr and str are masked."""
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """Everything an actor needs, picklable (the key travels apart, as a Secret)."""
+
+    base_url: str
+    model: str
+    template: str
+    sampling: dict  # temperature, top_p, max_tokens
+    price_per_token: tuple[float, float]  # (prompt, completion) dollars per token
+    cache_uri: str
+    max_concurrency: int
+    max_attempts: int
+    max_length_retries: int
+    timeout_s: float
+    max_context_tokens: int
+    est_completion_tokens: int
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+def estimate_tokens(messages: list[dict]) -> int:
+    """Prompt tokens without a tokenizer download: ~4 characters a token, 4 per message."""
+    return sum(math.ceil(len(m["content"]) / 4) + 4 for m in messages)
+
+
+def check_row(row: dict, template: Template) -> str | None:
+    """Why a row cannot be sent, or None."""
+    for field in template.fields:
+        value = row.get(field)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return f"missing {field}"
+        if not isinstance(value, str):
+            return f"{field} is {type(value).__name__}, not a string"
+        if not value.strip():
+            return f"empty {field}"
+    return None
+
+
+def scrub(text: str, secret: Secret) -> str:
+    """Error text as it may be stored: no key, not even the masked prefix some APIs echo."""
+    text = text.replace(secret.reveal(), "***") if secret.reveal() else text
+    return re.sub(r"sk-[A-Za-z0-9*_\-]{4,}", "sk-***", text)[:500]
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    try:
+        return float(response.headers["retry-after"]) if response is not None else None
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def classify(exc: Exception) -> tuple[str, bool]:
+    """(error class for the record, worth retrying?)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return "Timeout", True
+    if isinstance(exc, openai.APIConnectionError):
+        return "ConnectionError", True
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        return type(exc).__name__, status in (408, 409, 429) or status >= 500
+    if isinstance(exc, (ValueError, openai.APIResponseValidationError)):
+        return "MalformedResponse", True  # a broken body from a flaky proxy: ask again
+    return type(exc).__name__, False
+
+
+class TeacherWorker:
+    """``map_batches`` callable class (async: Ray Data runs several batches of one actor at once)."""
+
+    def __init__(self, settings: CallSettings, api_key: Secret, limiter):
+        self.s = settings
+        self.key = api_key
+        self.limiter = limiter
+        self.template = get_template(settings.template)
+        self.cache = ResponseCache(settings.cache_uri)
+        self._client: openai.AsyncOpenAI | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._inflight: dict[str, asyncio.Task] = {}  # identical rows share one request
+
+    async def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        if self._client is None:  # created inside Ray Data's event loop, used only there
+            self._client = openai.AsyncOpenAI(base_url=self.s.base_url, api_key=self.key.reveal(),
+                                              max_retries=0, timeout=self.s.timeout_s)
+            self._slots = asyncio.Semaphore(self.s.max_concurrency)
+        results = await asyncio.gather(*(self._row(row) for row in batch.to_dict("records")))
+        out = batch.copy()
+        for column in [*RESULT_COLUMNS, self.template.output_column]:
+            out[column] = [r.get(column) for r in results]
+        statuses = [r["status"] for r in results]
+        await self.limiter.report.remote(statuses.count("ok"), statuses.count("error"),
+                                         sum(bool(r["cached"]) for r in results))
+        return out
+
+    # ---- one row ---------------------------------------------------------------------------
+    async def _row(self, row: dict) -> dict:
+        problem = check_row(row, self.template)
+        if problem:
+            return self._error("BadRow", problem)
+        messages = build_messages(self.template, row)
+        key = request_key(self.s.base_url, self.s.model, messages, self.s.sampling)
+        hit = await asyncio.to_thread(self.cache.get, key)
+        if hit is not None:
+            return self._result(hit, key, cached=True)
+        est = estimate_tokens(messages)
+        if est + self.s.sampling["max_tokens"] > self.s.max_context_tokens:
+            return self._error("ContextTooLong", f"about {est} prompt tokens + max_tokens "
+                               f"{self.s.sampling['max_tokens']} exceed the model's {self.s.max_context_tokens}")
+        if key not in self._inflight:
+            self._inflight[key] = asyncio.ensure_future(self._request(messages, est, key))
+            self._inflight[key].add_done_callback(lambda _t, k=key: self._inflight.pop(k, None))
+        return await asyncio.shield(self._inflight[key])
+
+    async def _request(self, messages: list[dict], est: int, key: str) -> dict:
+        prompt_price, completion_price = self.s.price_per_token
+        charge = est + self.s.sampling["max_tokens"]
+        est_cost = est * prompt_price + self.s.est_completion_tokens * completion_price
+        spent, attempts, length_retries, error = 0.0, 0, 0, ("NotSent", "")
+        while attempts < self.s.max_attempts:
+            retry_after = None
+            async with self._slots:
+                decision, detail = await self.limiter.reserve.remote(charge, est_cost)
+                if decision == "budget":
+                    return self._error("BudgetExceeded", f"{detail}; not sent, rerun to resume", attempts, spent)
+                if decision == "stop":
+                    return self._error("Stopped", f"not sent: {detail}", attempts, spent)
+                await asyncio.sleep(detail)
+                attempts += 1
+                try:
+                    raw = await self._client.chat.completions.with_raw_response.create(
+                        model=self.s.model, messages=messages, **self.s.sampling)
+                    reply = raw.parse()
+                except Exception as exc:  # every failure becomes a retry or an error record
+                    await self.limiter.settle.remote(charge, 0, est_cost, 0.0)
+                    kind, retryable = classify(exc)
+                    error = (kind, scrub(str(exc), self.key))
+                    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+                        await self.limiter.stop.remote(f"the API key was refused ({kind})")
+                    if not retryable:
+                        return self._error(kind, error[1], attempts, spent)
+                    retry_after = _retry_after(exc)
+                else:
+                    usage = reply.usage
+                    p_tok, c_tok = (usage.prompt_tokens, usage.completion_tokens) if usage else (est, 0)
+                    cost = p_tok * prompt_price + c_tok * completion_price
+                    spent += cost
+                    limits = {k: v for k, v in raw.headers.items() if k.lower().startswith("x-ratelimit-")}
+                    await self.limiter.settle.remote(charge, p_tok + c_tok, est_cost, cost, limits or None)
+                    choice = reply.choices[0] if reply.choices else None
+                    content = choice.message.content if choice else None
+                    record = {"content": content, "finish_reason": choice.finish_reason if choice else None,
+                              "prompt_tokens": p_tok, "completion_tokens": c_tok, "cost_usd": cost,
+                              "model": reply.model or self.s.model, "attempts": attempts}
+                    if not content:
+                        error = ("EmptyReply", "the teacher returned no text")
+                    elif record["finish_reason"] == "length":
+                        if length_retries >= self.s.max_length_retries:
+                            return {**self._result(record, key, cached=False), "status": "error",
+                                    "error": f"LengthLimit: cut at max_tokens after {attempts} attempts",
+                                    "verdict": "none", "cost_usd": spent}
+                        length_retries += 1
+                        error = ("LengthLimit", "cut at max_tokens")
+                        continue  # retry at once: it was not an overload
+                    else:
+                        await asyncio.to_thread(self.cache.put, key, record)
+                        return {**self._result(record, key, cached=False), "cost_usd": spent}
+            await asyncio.sleep(self._backoff(attempts, retry_after))
+        return self._error(error[0], f"gave up after {attempts} attempts: {error[1]}", attempts, spent)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential with full jitter; never sooner than the server's Retry-After."""
+        wait = random.uniform(0, min(self.s.backoff_max_s, self.s.backoff_base_s * 2 ** (attempt - 1)))
+        return max(wait, retry_after + random.uniform(0, 0.1) if retry_after is not None else 0.0)
+
+    # ---- records ---------------------------------------------------------------------------
+    def _result(self, record: dict, key: str, cached: bool) -> dict:
+        out = {**record, "status": "ok", "error": None, "cached": cached, "request_key": key,
+               "attempts": 0 if cached else record["attempts"]}
+        text = out.pop("content")
+        if self.template.output_column == "critique":
+            out.update(critique=text, verdict=parse_verdict(text))
+        else:
+            out.update(critique="", verdict="none", **{self.template.output_column: text})
+        return out
+
+    def _error(self, kind: str, message: str, attempts: int = 0, spent: float = 0.0) -> dict:
+        return {"critique": "", "verdict": "none", "finish_reason": None, "prompt_tokens": 0,
+                "completion_tokens": 0, "cost_usd": spent, "model": self.s.model, "attempts": attempts,
+                "status": "error", "error": f"{kind}: {message}", "cached": False, "request_key": None,
+                self.template.output_column: ""}

@@ -1,0 +1,248 @@
+"""``run_teacher``: critiques (or answers) for every row, on a Ray Data actor pool.
+
+Order of work: resolve the key (env or file) and check it with one ``GET /models`` so a bad key
+is one clear error; estimate tokens and dollars (and what the cache already holds) and print it
+before any call; then stream the rows through :class:`TeacherWorker` actors sharing one
+:class:`SharedLimiter`; write Parquet; summarise from what was written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import openai
+import pandas as pd
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import ray
+
+from cft_ray.config_base import ConfigError
+from cft_ray.teacher.cache import ResponseCache, as_uri, request_key, url_family
+from cft_ray.teacher.client import CallSettings, Secret, TeacherWorker, check_row, estimate_tokens, scrub
+from cft_ray.teacher.config import TeacherConfig
+from cft_ray.teacher.limiter import SharedLimiter
+from cft_ray.teacher.prompts import build_messages, get_template
+from cft_ray.teacher.server import OfflineTeacherServer
+
+log = logging.getLogger("cft_ray.teacher")
+
+
+class TeacherAuthError(ConfigError):
+    """The endpoint refused the API key; nothing was sent."""
+
+
+@dataclass
+class Estimate:
+    rows: int = 0
+    to_send: int = 0
+    cached: int = 0
+    bad: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    dollars: float = 0.0
+
+    def line(self) -> str:
+        return (f"estimate: {self.rows} rows, {self.cached} cached, {self.bad} bad, {self.to_send} to send: "
+                f"~{self.prompt_tokens:,} prompt + ~{self.completion_tokens:,} completion tokens, ~${self.dollars:.4f}")
+
+
+@dataclass
+class TeacherSummary:
+    rows: int = 0
+    ok: int = 0
+    error: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    dollars: float = 0.0  # spent by this run (cached rows cost nothing now)
+    seconds: float = 0.0
+    rows_per_s: float = 0.0
+    errors_by_class: dict[str, int] = field(default_factory=dict)
+    estimate: Estimate | None = None
+    output_path: str | None = None
+
+    def table(self) -> str:
+        lines = [f"{'rows':>10} {'ok':>8} {'error':>8} {'cached':>8} {'prompt tok':>12} {'compl tok':>12} "
+                 f"{'dollars':>10} {'rows/s':>8}",
+                 f"{self.rows:>10} {self.ok:>8} {self.error:>8} {self.cached:>8} {self.prompt_tokens:>12,} "
+                 f"{self.completion_tokens:>12,} {self.dollars:>10.4f} {self.rows_per_s:>8.1f}"]
+        lines += [f"  error {kind}: {n}" for kind, n in sorted(self.errors_by_class.items())]
+        return "\n".join(lines)
+
+
+def resolve_api_key(config: TeacherConfig, base_url: str) -> Secret:
+    """The key from ``api_key_file`` or ``$api_key_env``; loopback servers may need none."""
+    if config.api_key_file:
+        path = Path(config.api_key_file).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"teacher.api_key_file {path} does not exist")
+        return Secret(path.read_text().strip())
+    if os.environ.get(config.api_key_env):
+        return Secret(os.environ[config.api_key_env])
+    if url_family(base_url) == "loopback":
+        return Secret("EMPTY")
+    raise ConfigError(f"no API key for {base_url}: export {config.api_key_env}, or set teacher.api_key_file")
+
+
+def check_endpoint(base_url: str, key: Secret, timeout_s: float = 30.0) -> None:
+    """One ``GET /models``: a refused key stops here, with one message and nothing sent."""
+    client = openai.OpenAI(base_url=base_url, api_key=key.reveal(), max_retries=2, timeout=timeout_s)
+    try:
+        client.models.list()
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        raise TeacherAuthError(
+            f"the teacher at {base_url} refused the API key (HTTP {exc.status_code}); nothing was sent. "
+            f"Check the key's value and its access to the model."
+        ) from None
+    except openai.APIConnectionError as exc:
+        raise ConfigError(f"cannot reach the teacher at {base_url}: {scrub(str(exc), key)}") from None
+    except openai.APIStatusError as exc:  # some gateways have no /models; the calls will tell
+        log.warning("teacher: GET /models answered %s; going on", exc.status_code)
+    finally:
+        client.close()
+
+
+def read_rows(rows: ray.data.Dataset | str | Path) -> ray.data.Dataset:
+    if isinstance(rows, ray.data.Dataset):
+        return rows
+    path = str(rows)
+    if path.endswith((".jsonl", ".json")):
+        return ray.data.read_json(path)
+    return ray.data.read_parquet(path)
+
+
+def _estimate_batch(batch: pd.DataFrame, settings: CallSettings) -> pd.DataFrame:
+    template, cache = get_template(settings.template), ResponseCache(settings.cache_uri)
+    est = {"rows": len(batch), "bad": 0, "cached": 0, "to_send": 0, "prompt_tokens": 0}
+    for row in batch.to_dict("records"):
+        if check_row(row, template):
+            est["bad"] += 1
+            continue
+        messages = build_messages(template, row)
+        if cache.get(request_key(settings.base_url, settings.model, messages, settings.sampling)) is not None:
+            est["cached"] += 1
+        else:
+            est["to_send"] += 1
+            est["prompt_tokens"] += estimate_tokens(messages)
+    return pd.DataFrame([est])
+
+
+def estimate(ds: ray.data.Dataset, settings: CallSettings) -> Estimate:
+    """Tokens and dollars of what the cache does not hold yet (one pass, no calls)."""
+    parts = ds.map_batches(_estimate_batch, fn_kwargs={"settings": settings}, batch_format="pandas",
+                           batch_size=1024).to_pandas()
+    totals = {k: int(parts[k].sum()) for k in ("rows", "bad", "cached", "to_send", "prompt_tokens")}
+    completion = totals["to_send"] * settings.est_completion_tokens
+    p_price, c_price = settings.price_per_token
+    return Estimate(**totals, completion_tokens=completion,
+                    dollars=totals["prompt_tokens"] * p_price + completion * c_price)
+
+
+def _settings(config: TeacherConfig, base_url: str, template: str, cache_uri: str) -> CallSettings:
+    prompt_price, completion_price = config.prices_per_million.get(config.model, (0.0, 0.0))
+    if config.model not in config.prices_per_million:
+        log.warning("teacher: no price for %s in teacher.prices_per_million; costs count as $0", config.model)
+    return CallSettings(
+        base_url=base_url, model=config.model, template=template,
+        sampling={"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens},
+        price_per_token=(prompt_price / 1e6, completion_price / 1e6), cache_uri=cache_uri,
+        max_concurrency=config.max_concurrency, max_attempts=config.max_attempts,
+        max_length_retries=config.max_length_retries, timeout_s=config.request_timeout_s,
+        max_context_tokens=config.max_context_tokens, est_completion_tokens=config.est_completion_tokens,
+    )
+
+
+def _references(ds: ray.data.Dataset) -> dict[str, str]:
+    """question -> reference_answer, for the offline teacher (smoke-sized data only)."""
+    if "reference_answer" not in ds.columns() or "question" not in ds.columns():
+        return {}
+    rows = ds.select_columns(["question", "reference_answer"]).take_all()
+    return {str(r["question"]).strip(): str(r["reference_answer"]) for r in rows
+            if isinstance(r["question"], str) and r["reference_answer"] is not None}
+
+
+def run_teacher(
+    rows: ray.data.Dataset | str | Path,
+    config: TeacherConfig,
+    output_dir: str | Path,
+    template: str | None = None,
+    *,
+    dry_run: bool = False,
+) -> TeacherSummary:
+    """Critique every row (``template`` defaults to ``config.prompt``); see the module doc."""
+    from cft_ray.raycluster import connect
+
+    connect()
+    template = template or config.prompt
+    get_template(template)  # unknown names fail before any work
+    ds = read_rows(rows)
+    output_dir = str(output_dir)
+    cache_uri = config.cache_dir or f"{output_dir.rstrip('/')}/teacher-cache"
+    server = None
+    if config.base_url is None:
+        server = OfflineTeacherServer(model=config.model, references=_references(ds)).start()
+    try:
+        base_url = config.base_url or server.base_url
+        return _run(ds, config, output_dir, template, base_url, cache_uri, dry_run)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _run(ds, config, output_dir, template, base_url, cache_uri, dry_run) -> TeacherSummary:
+    key = resolve_api_key(config, base_url)
+    settings = _settings(config, base_url, template, cache_uri)
+    est = estimate(ds, settings)
+    print(f"teacher {config.model} at {url_family(base_url)} ({template}): {est.line()}", flush=True)
+    if dry_run:
+        return TeacherSummary(rows=est.rows, estimate=est)
+    if est.to_send:
+        check_endpoint(base_url, key)
+
+    limiter = SharedLimiter.remote(config.requests_per_minute, config.tokens_per_minute, config.budget_usd)
+    started = time.monotonic()
+    # One block per batch, so the pool's actors all get work from the first rows on.
+    results = ds.repartition(target_num_rows_per_block=config.batch_size).map_batches(
+        TeacherWorker,
+        fn_constructor_kwargs={"settings": settings, "api_key": key, "limiter": limiter},
+        compute=ray.data.ActorPoolStrategy(size=config.num_actors),
+        batch_size=config.batch_size, batch_format="pandas", num_cpus=config.actor_num_cpus,
+    )
+    out = f"{output_dir.rstrip('/')}/critiques"
+    fs, path = pafs.FileSystem.from_uri(as_uri(out))
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)  # a rerun replaces the output; the cache keeps the answers
+    results.write_parquet(out)
+    seconds = time.monotonic() - started
+    stop_reason = ray.get(limiter.snapshot.remote())["stop_reason"]
+    ray.kill(limiter)
+
+    summary = summarize(out, seconds, est)
+    print(summary.table(), flush=True)
+    if stop_reason:
+        log.error("teacher: stopped early: %s", stop_reason)
+    with fs.open_output_stream(f"{path.rsplit('/', 1)[0]}/teacher-summary.json") as f:
+        f.write(json.dumps(asdict(summary), indent=2).encode())
+    return summary
+
+
+def summarize(output_path: str, seconds: float, est: Estimate | None = None) -> TeacherSummary:
+    """Counts, tokens and dollars from the written Parquet (the record of what happened)."""
+    fs, path = pafs.FileSystem.from_uri(as_uri(output_path))
+    columns = ["status", "error", "cached", "prompt_tokens", "completion_tokens", "cost_usd"]
+    df = pq.read_table(path, filesystem=fs, columns=columns).to_pandas()
+    fresh = df[~df["cached"].astype(bool)]
+    kinds = df.loc[df["status"] == "error", "error"].str.split(":", n=1).str[0].value_counts()
+    return TeacherSummary(
+        rows=len(df), ok=int((df["status"] == "ok").sum()), error=int((df["status"] == "error").sum()),
+        cached=int(df["cached"].astype(bool).sum()), prompt_tokens=int(fresh["prompt_tokens"].sum()),
+        completion_tokens=int(fresh["completion_tokens"].sum()), dollars=float(fresh["cost_usd"].sum()),
+        seconds=seconds, rows_per_s=len(df) / seconds if seconds else 0.0,
+        errors_by_class={str(k): int(v) for k, v in kinds.items()}, estimate=est, output_path=output_path,
+    )
+
