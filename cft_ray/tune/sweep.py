@@ -29,6 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from cft_ray.config import ConfigError, PipelineConfig, section_hash
+from cft_ray.pipeline import training_set
 from cft_ray.tune.analysis import BASE_CONFIG_FILE
 from cft_ray.tune.config import SIZE_KEY
 
@@ -66,6 +67,16 @@ def apply_overrides(base: PipelineConfig, overrides: dict[str, Any]) -> Pipeline
         raise ConfigError(f"sweep point {overrides} is not a valid config:\n{exc}") from None
 
 
+def check_point(config: PipelineConfig) -> None:
+    """Refuse what would silently train on the wrong data: sizes without a subset strategy."""
+    subset = config.data.subset
+    if subset.sizes and subset.strategy == "all":
+        raise ConfigError(
+            f"data.subset.sizes={subset.sizes} with data.subset.strategy='all' builds no subsets, so every "
+            "trial would train on all rows; set data.subset.strategy to 'random' or 'longest'"
+        )
+
+
 def grid(param_space: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Every grid point, in Tune's order (the last key varies slowest)."""
     keys = list(param_space)
@@ -78,14 +89,8 @@ def data_key(overrides: dict[str, Any]) -> str:
     return section_hash(shaping)
 
 
-def dataset_name(config: PipelineConfig) -> str:
-    """The data stage's name for a trial's training set: ``<method>/<size>`` or ``<method>``."""
-    sizes = config.data.subset.sizes
-    return f"{config.train.method}/{max(sizes)}" if sizes else config.train.method
-
-
-def prepare_data(base: PipelineConfig, points: list[dict[str, Any]], root: Path) -> dict[str, dict[str, str]]:
-    """Run the data stage once per data-shaping group; returns data key -> {name: folder}."""
+def prepare_data(base: PipelineConfig, points: list[dict[str, Any]], root: Path) -> dict[str, dict[str, Any]]:
+    """Run the data stage once per data-shaping group; returns data key -> {"datasets": {name: folder}}."""
     from cft_ray.data.pipeline import build_datasets
 
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -99,11 +104,9 @@ def prepare_data(base: PipelineConfig, points: list[dict[str, Any]], root: Path)
         shaping = {k: v for k, v in members[0].items() if k.startswith(DATA_SHAPING_PREFIXES) and k != SIZE_KEY}
         build_config = apply_overrides(base, {**shaping, SIZE_KEY: sizes, "data.builders": builders})
         log.info("sweep data %s (%s): builders %s, sizes %s", key, shaping or "base config", builders, sizes or "all")
-        summary = build_datasets(build_config, root / key)
-        datasets[key] = summary.datasets
-        missing = {dataset_name(c) for c in configs} - set(summary.datasets)
-        if missing:
-            raise RuntimeError(f"the data stage built {sorted(summary.datasets)} but trials need {sorted(missing)}")
+        datasets[key] = {"datasets": build_datasets(build_config, root / key).datasets}
+        for trial_config in configs:  # fail now, not inside a trial, if a training set is missing
+            training_set(datasets[key], trial_config)
     return datasets
 
 
@@ -113,7 +116,7 @@ def trial_metrics(eval_result: Any, checkpoint_name: str) -> dict[str, float]:
     return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
 
 
-def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[str, dict[str, str]], trials_root: str) -> None:
+def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[str, dict[str, Any]], trials_root: str) -> None:
     """One trial: train the method on its subset -> select a checkpoint -> evaluate -> report."""
     from ray import tune
 
@@ -126,7 +129,7 @@ def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[st
     config = apply_overrides(PipelineConfig.model_validate(base), {**overrides, "name": f"{base['name']}-{trial_id}"})
     out = Path(trials_root) / context.get_trial_name()
     config.write_resolved(out)
-    dataset = datasets[data_key(overrides)][dataset_name(config)]
+    dataset = training_set(datasets[data_key(overrides)], config)
     log.info("trial %s: %s on %s", trial_id, config.train.method, dataset)
 
     trained = train(config, dataset, out / "train")
@@ -176,7 +179,7 @@ def sweep(config: PipelineConfig) -> SweepResult:
         raise ConfigError("tune.param_space is empty; give e.g. --grid train.method=[cft,sft] --grid data.subset.sizes=[16,32]")
     points = grid(space)
     for point in points:  # every grid point must be a valid config before anything runs
-        apply_overrides(config, point)
+        check_point(apply_overrides(config, point))
     connect(config.ray)
     # Tune moves each trial into its own folder by default; keep the driver's working
     # directory so relative paths in the config (data files, the run folder) mean the same.
