@@ -139,6 +139,7 @@ def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[st
     result = evaluate([(best_name, best_path)], config.eval, out / "eval")
     metrics = trial_metrics(result, best_name)
     metrics.update({
+        "train/rows": trained.data.get("rows", 0),
         "train/steps": trained.total_steps,
         "train/checkpoint_step": next(s for s, p in trained.checkpoints if p == best_path),
     })
