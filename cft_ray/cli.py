@@ -19,6 +19,7 @@ from cft_ray.config import ConfigError, PipelineConfig, list_presets, load_confi
 STAGE_CLIS = [
     "cft_ray.pipeline_cli",
     "cft_ray.data.cli",
+    "cft_ray.teacher.cli",
     "cft_ray.tune.cli",
 ]
 

@@ -67,16 +67,20 @@ def estimate_tokens(messages: list[dict]) -> int:
     return sum(math.ceil(len(m["content"]) / 4) + 4 for m in messages)
 
 
-def check_row(row: dict, template: Template) -> str | None:
-    """Why a row cannot be sent, or None."""
+def check_row(row: dict, template: Template, settings: CallSettings) -> tuple[str, str] | None:
+    """(error class, reason) when a row cannot be sent, else None."""
     for field in template.fields:
         value = row.get(field)
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            return f"missing {field}"
+            return "BadRow", f"missing {field}"
         if not isinstance(value, str):
-            return f"{field} is {type(value).__name__}, not a string"
+            return "BadRow", f"{field} is {type(value).__name__}, not a string"
         if not value.strip():
-            return f"empty {field}"
+            return "BadRow", f"empty {field}"
+    est = estimate_tokens(build_messages(template, row))
+    if est + settings.sampling["max_tokens"] > settings.max_context_tokens:
+        return "ContextTooLong", (f"about {est} prompt tokens + max_tokens {settings.sampling['max_tokens']} "
+                                  f"exceed the model's {settings.max_context_tokens}")
     return None
 
 
@@ -137,20 +141,16 @@ class TeacherWorker:
 
     # ---- one row ---------------------------------------------------------------------------
     async def _row(self, row: dict) -> dict:
-        problem = check_row(row, self.template)
+        problem = check_row(row, self.template, self.s)
         if problem:
-            return self._error("BadRow", problem)
+            return self._error(*problem)
         messages = build_messages(self.template, row)
         key = request_key(self.s.base_url, self.s.model, messages, self.s.sampling)
         hit = await asyncio.to_thread(self.cache.get, key)
         if hit is not None:
             return self._result(hit, key, cached=True)
-        est = estimate_tokens(messages)
-        if est + self.s.sampling["max_tokens"] > self.s.max_context_tokens:
-            return self._error("ContextTooLong", f"about {est} prompt tokens + max_tokens "
-                               f"{self.s.sampling['max_tokens']} exceed the model's {self.s.max_context_tokens}")
         if key not in self._inflight:
-            self._inflight[key] = asyncio.ensure_future(self._request(messages, est, key))
+            self._inflight[key] = asyncio.ensure_future(self._request(messages, estimate_tokens(messages), key))
             self._inflight[key].add_done_callback(lambda _t, k=key: self._inflight.pop(k, None))
         return await asyncio.shield(self._inflight[key])
 

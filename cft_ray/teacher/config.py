@@ -38,6 +38,7 @@ class TeacherConfig(StrictModel):
             "gpt-4o-2024-11-20": (2.50, 10.00),
             "gpt-4o": (2.50, 10.00),
             "gpt-4o-mini": (0.15, 0.60),
+            "cft-ray-offline-teacher": (0.0, 0.0),
         },
         description="model -> (prompt $/M tokens, completion $/M tokens)",
     )

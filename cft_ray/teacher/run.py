@@ -120,7 +120,7 @@ def _estimate_batch(batch: pd.DataFrame, settings: CallSettings) -> pd.DataFrame
     template, cache = get_template(settings.template), ResponseCache(settings.cache_uri)
     est = {"rows": len(batch), "bad": 0, "cached": 0, "to_send": 0, "prompt_tokens": 0}
     for row in batch.to_dict("records"):
-        if check_row(row, template):
+        if check_row(row, template, settings):
             est["bad"] += 1
             continue
         messages = build_messages(template, row)
