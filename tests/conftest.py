@@ -53,3 +53,46 @@ def benchdata_dir() -> Path:
     if not (path / "math-500" / "test.jsonl").exists():
         pytest.fail(f"benchmark files not found at {path}; CI lays shared/ beside the clone")
     return path
+
+
+@pytest.fixture(scope="session")
+def vllm_openai_server(tiny_model_dir):
+    """A real vLLM OpenAI-compatible server (CPU) serving the tiny model as ``tiny``; yields its
+    base URL (ends in /v1). One per session: start-up takes about 40 s."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"vllm-server-{port}.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model_dir),
+         "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
+         "--max-model-len", "2048", "--dtype", "float32"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 300
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM server exited ({proc.returncode}); see {log.name}")
+            try:
+                urllib.request.urlopen(f"{base_url}/models", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"vLLM server not up after 300 s; see {log.name}")
+                time.sleep(1)
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
