@@ -30,9 +30,13 @@ class TrainConfig(StrictModel):
     max_grad_norm: float = Field(1.0, gt=0)
     seed: int = 42
     cutoff_len: int = Field(2048, ge=16)
-    packing: bool = True
+    packing: bool = Field(True, description="pack samples into cutoff_len sequences (exact: no cross-sample attention)")
     gradient_checkpointing: bool = False
     save_steps: int = Field(2, ge=1)
-    num_to_keep: int | None = Field(None, ge=1)
-    max_failures: int = Field(2, ge=0)
+    num_to_keep: int | None = Field(None, ge=1, description="checkpoints kept (newest); None keeps all")
+    max_failures: int = Field(2, ge=0, description="worker-group restarts from the latest checkpoint")
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="auto: flash_attention_2 on GPU when flash-attn is installed, else sdpa"
+    )
+    peak_tflops_per_gpu: float = Field(989.0, gt=0, description="for MFU; 989 = H100 SXM dense bf16")

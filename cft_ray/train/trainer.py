@@ -1,0 +1,181 @@
+"""The Ray Train worker loop: DeepSpeed ZeRO-2/3, one optimizer step per planned global batch.
+
+Data: the driver tokenises and plans every step (see :mod:`cft_ray.train.dataset`) and ships
+the arrays through Ray's object store; each worker takes ``plan[step][rank]``. We do not
+stream Ray Data shards here because resuming needs the exact data position (``plan[step:]``
+is it), ZeRO needs the same number of forward passes on every rank, and the loss of a step
+is normalised by the token count of the whole global batch, which must be known up front.
+
+Loss: the sum of token losses over the global batch divided by its number of loss tokens,
+whatever the packing and however the samples fall on ranks and micro batches, so a packed run
+and an unpacked run learn the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+log = logging.getLogger("cft_ray.train")
+
+KILL_ENV = "CFT_RAY_TEST_KILL_AT_STEP"  # test hook: rank 1 SIGKILLs itself after this step, once
+
+
+def deepspeed_config(t: dict, world_size: int, grad_accum: int, bf16: bool) -> dict:
+    return {
+        "train_micro_batch_size_per_gpu": t["micro_batch_size"],
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": t["micro_batch_size"] * grad_accum * world_size,
+        # Packing makes the number of micro batches per step vary: we own the boundary (step()).
+        "managed_gradient_accumulation": False,
+        "gradient_clipping": t["max_grad_norm"],
+        "zero_optimization": {"stage": t["zero_stage"], "stage3_gather_16bit_weights_on_model_save": True},
+        "bf16": {"enabled": bf16},
+        "optimizer": {
+            "type": "AdamW",
+            "params": {"lr": t["learning_rate"], "betas": [0.9, 0.999], "eps": 1e-8,
+                       "weight_decay": t["weight_decay"], "torch_adam": True},
+        },
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def make_scheduler(name: str, warmup_ratio: float, total_steps: int):
+    """A callable DeepSpeed gives the optimizer to; DeepSpeed steps it once per optimizer step."""
+    from transformers import get_scheduler
+
+    warmup = math.ceil(warmup_ratio * total_steps)
+    hf_name = {"constant": "constant_with_warmup"}.get(name, name)
+    return lambda optimizer: get_scheduler(hf_name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+def token_loss_sum(model, batch: dict):
+    """Summed next-token cross-entropy over the labelled tokens of one micro batch."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+    return F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=-100, reduction="sum"
+    )
+
+
+def flops_per_token(model_config, num_params: int, mean_seq_len: float) -> float:
+    """Training FLOPs per token: 6N for the weights plus causal attention (PaLM appendix B)."""
+    return 6 * num_params + 6 * model_config.num_hidden_layers * model_config.hidden_size * mean_seq_len
+
+
+def train_loop_per_worker(cfg: dict) -> None:
+    import deepspeed
+    import numpy as np
+    import ray
+    import ray.train
+    import ray.train.torch
+    import torch
+    import torch.distributed as dist
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.integrations import HfDeepSpeedConfig
+
+    from cft_ray.train.checkpoint import restore, save_and_report
+    from cft_ray.train.dataset import collate
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+    t = cfg["train"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    bf16 = bool(t["bf16"] and t["use_gpu"])
+    torch.manual_seed(t["seed"])
+
+    samples, plan = ray.get(cfg["data_ref"])
+    total_steps = len(plan)
+    log.info("rank %d: %d samples, %d steps planned; setting up DeepSpeed", rank, len(samples), total_steps)
+    deepspeed.init_distributed(dist_backend="nccl" if t["use_gpu"] else "gloo")
+    ds_config = deepspeed_config(t, world, cfg["grad_accum_steps"], bf16)
+    # Under ZeRO-3 this makes from_pretrained partition the weights while loading (deepspeed.zero.Init).
+    hf_ds = HfDeepSpeedConfig(ds_config) if t["zero_stage"] == 3 else None  # noqa: F841 (must stay alive)
+    tokenizer = AutoTokenizer.from_pretrained(cfg["model_path"])
+    model = AutoModelForCausalLM.from_pretrained(
+        cfg["model_path"], dtype=torch.bfloat16 if bf16 else torch.float32, attn_implementation=cfg["attn_implementation"]
+    )
+    if t["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, model_parameters=model.parameters(), config=ds_config,
+        lr_scheduler=make_scheduler(t["lr_scheduler"], t["warmup_ratio"], total_steps),
+    )
+    start = restore(engine)
+    if rank == 0:
+        log.info("training steps %d..%d of %d on %d workers (ZeRO-%d)", start + 1, total_steps, total_steps, world, t["zero_stage"])
+    num_params = sum(getattr(p, "ds_numel", p.numel()) for p in engine.module.parameters())
+    metrics_path = Path(cfg["output_dir"]) / "metrics.jsonl"
+
+    last_saved = start or None
+    for step in range(start, total_steps):
+        began = time.perf_counter()
+        micro_batches = [collate(samples, mb, tokenizer.pad_token_id) for mb in plan[step][rank]]
+        # [loss tokens, real tokens, padded positions] of this rank, summed over ranks.
+        counts = torch.tensor(
+            [sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro_batches),
+             sum(sum(len(samples.input_ids(s)) for seq in mb for s in seq) for mb in plan[step][rank]),
+             sum(b["input_ids"].size for b in micro_batches)],
+            dtype=torch.float64, device=device,
+        )
+        dist.all_reduce(counts)
+        loss_tokens, real_tokens, positions = counts.tolist()
+        lr = engine.get_lr()[0]
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        for mb in micro_batches:
+            batch = {k: torch.from_numpy(v).to(device) for k, v in mb.items()}
+            loss = token_loss_sum(engine, batch)
+            loss_sum += loss.detach().double()
+            # DeepSpeed averages gradients over ranks; scale so the result is the global token mean.
+            engine.backward(loss * world / loss_tokens, scale_wrt_gas=False)
+        engine.step()
+        dist.all_reduce(loss_sum)
+        seconds = time.perf_counter() - began
+        metrics = {
+            "step": step + 1,
+            "loss": loss_sum.item() / loss_tokens,
+            "lr": lr,
+            "grad_norm": float(engine.get_global_grad_norm() or 0.0),
+            "tokens_per_s": real_tokens / seconds,
+            "padding_fraction": 1 - real_tokens / positions,
+            "loss_tokens": int(loss_tokens),
+            "seconds": seconds,
+        }
+        if t["use_gpu"]:
+            mean_len = float(np.mean(samples.lengths()))
+            metrics["mfu"] = flops_per_token(engine.module.config, num_params, mean_len) * metrics["tokens_per_s"] / (
+                t["peak_tflops_per_gpu"] * 1e12 * world)
+        if rank == 0:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            log.info(
+                "step %d/%d loss %.4f lr %.3g grad_norm %.3g tokens/s %.0f padding %.1f%%%s",
+                step + 1, total_steps, metrics["loss"], lr, metrics["grad_norm"], metrics["tokens_per_s"],
+                100 * metrics["padding_fraction"], f" mfu {100 * metrics['mfu']:.1f}%" if "mfu" in metrics else "",
+            )
+        _maybe_die(cfg, step + 1, rank, world)
+        if (step + 1) % t["save_steps"] == 0 or step + 1 == total_steps:
+            save_and_report(engine, tokenizer, step + 1, metrics, rank, cfg["run_dir"], last_saved)
+            last_saved = step + 1
+
+
+def _maybe_die(cfg: dict, step: int, rank: int, world: int) -> None:
+    """Test hook for fault tolerance: a real SIGKILL of one worker, on the first attempt only."""
+    if cfg.get("kill_at_step") != step or rank != (1 if world > 1 else 0):
+        return
+    marker = Path(cfg["output_dir"]) / f".killed-at-step-{step}"
+    if marker.exists():
+        return
+    marker.write_text(str(os.getpid()))
+    log.warning("%s=%d: worker rank %d kills itself (pid %d)", KILL_ENV, step, rank, os.getpid())
+    os.kill(os.getpid(), signal.SIGKILL)
