@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -60,7 +62,8 @@ class _Steps:
         else:
             directory.mkdir(parents=True, exist_ok=True)
             log.info("data %s: running -> %s", name, directory)
-            counts = fn(directory)
+            start = time.perf_counter()
+            counts = {**fn(directory), "seconds": round(time.perf_counter() - start, 2)}
             done.write_text(json.dumps(counts, default=str))
             log.info("data %s: %s", name, counts)
         self.summary.steps[name] = counts
@@ -84,7 +87,7 @@ def _validate(df: pd.DataFrame, config: PipelineConfig, directory: Path, tag: st
     to_arrow_parquet(good, directory / "rows.parquet")
     _write_jsonl(bad, directory / "quarantine.jsonl")
     return {f"{tag}_in": len(df), "rows": len(good), "quarantined": len(bad),
-            "quarantine_reasons": bad[REASON].str.split(":").str[0].value_counts().to_dict() if len(bad) else {}}
+            "quarantine_reasons": dict(Counter(bad[REASON]))}
 
 
 def to_arrow_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -122,45 +125,37 @@ def _generate(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[
 
 
 def _clean(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[str, Any]:
-    """Exact / near-duplicate removal and benchmark decontamination, on Ray Data."""
+    """Exact / near-duplicate removal and benchmark decontamination: the per-row work (keys,
+    n-gram lookups) on Ray Data, then one global decision over the keys in the driver."""
     import ray
 
     d = config.data.decontaminate
     ds = ray.data.read_parquet(str(rows_path))
-    counts: dict[str, Any] = {"in": ds.count()}
+    counts: dict[str, Any] = {}
     if d.dedup:
         ds = ds.map_batches(decontam.dedup_key_batch, batch_format="pandas", batch_size=config.data.batch_size)
-        dups = decontam.duplicate_rows(ds.select_columns([ROW, decontam.DUP_KEY]).to_pandas())
-        ds = ds.map_batches(_mark, batch_format="pandas", fn_kwargs={"drop": dups, "reason": "duplicate"})
-        counts["duplicates"] = len(dups)
     if d.enabled:
-        data_dir = d.benchmarks_dir or config.eval.data_dir
-        questions, skipped = decontam.load_benchmark_questions(d.benchmarks, data_dir)
+        questions, skipped = decontam.load_benchmark_questions(d.benchmarks, d.benchmarks_dir or config.eval.data_dir)
         index = decontam.BenchmarkIndex(questions, d.ngram)
         ds = ds.map_batches(decontam.Decontaminate, fn_constructor_kwargs={"index": index},
                             compute=ray.data.ActorPoolStrategy(size=1), batch_format="pandas",
                             batch_size=config.data.batch_size)
         counts.update(benchmarks_checked={k: len(v) for k, v in questions.items()}, benchmarks_skipped=skipped)
     df = ds.to_pandas()
-    reason = df.get("removed_reason", pd.Series(None, index=df.index)).astype(object)
-    if decontam.CONTAMINATED in df.columns:
+    counts["in"] = len(df)
+    reason = pd.Series(None, index=df.index, dtype=object)
+    if d.dedup:
+        dups = df[ROW].isin(decontam.duplicate_rows(df))
+        reason[dups] = "duplicate"
+        counts["duplicates"] = int(dups.sum())
+    if d.enabled:
         flagged = df[decontam.CONTAMINATED].notna() & reason.isna()
         reason[flagged] = "contaminated: " + df.loc[flagged, decontam.CONTAMINATED]
         counts["contaminated"] = decontam.contamination_report(df[flagged])
-    df["removed_reason"] = reason
-    keep = df[reason.isna()].drop(columns=["removed_reason"])
-    removed = df[reason.notna()]
-    to_arrow_parquet(keep, directory / "rows.parquet")
-    _write_jsonl(removed, directory / "removed.jsonl")
-    counts["rows"] = len(keep)
+    to_arrow_parquet(df[reason.isna()], directory / "rows.parquet")
+    _write_jsonl(df[reason.notna()].assign(removed_reason=reason[reason.notna()]), directory / "removed.jsonl")
+    counts["rows"] = int(reason.isna().sum())
     return counts
-
-
-def _mark(df: pd.DataFrame, drop: set[int], reason: str) -> pd.DataFrame:
-    """Ray Data batch function: tag rows listed in ``drop`` with a removal reason."""
-    df = df.copy()
-    df["removed_reason"] = [reason if r in drop else None for r in df[ROW]]
-    return df
 
 
 def _critique(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[str, Any]:
