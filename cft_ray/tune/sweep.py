@@ -171,6 +171,7 @@ def _write_text(uri_or_path: str, text: str) -> None:
 
 def sweep(config: PipelineConfig) -> SweepResult:
     """Run (or resume) the sweep in ``config.tune``; returns the experiment folder and best trial."""
+    import ray
     from ray import tune
 
     from cft_ray.raycluster import connect
@@ -198,7 +199,9 @@ def sweep(config: PipelineConfig) -> SweepResult:
             run_trial, base=config.model_dump(mode="json"), datasets=datasets,
             trials_root=str((config.run_dir / "sweep-trials" / name).resolve()),
         ),
-        {"cpu": config.tune.trial_cpus},
+        # Trial drivers stay on this node, which holds the data built above (and the trial
+        # folders); the trainer's and the eval engines' workers go wherever the GPUs are.
+        {"cpu": config.tune.trial_cpus, f"node:{ray.util.get_node_ip_address()}": 0.01},
     )
     if tune.Tuner.can_restore(experiment):
         log.info("resuming sweep %s: finished trials are kept, the others run again", experiment)
