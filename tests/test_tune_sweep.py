@@ -7,7 +7,7 @@ import pytest
 from cft_ray.cli import main
 from cft_ray.config import ConfigError, load_config
 from cft_ray.tune.config import TuneConfig
-from cft_ray.tune.sweep import apply_overrides, data_key, grid
+from cft_ray.tune.sweep import apply_overrides, data_key, grid, trial_metrics
 
 
 def test_data_sizes_are_normalised_to_one_nested_subset():
@@ -61,30 +61,38 @@ def test_size_sweep_needs_a_subset_strategy(capsys):
     assert "data.subset.strategy" in capsys.readouterr().err
 
 
+def test_trial_metrics_flatten_both_grading_modes():
+    scores = {"strict": {"gsm8k": 50.0, "math-500": 30.0}, "cft-compat": {"gsm8k": 52.0, "math-500": 31.0, "avg": 40.0}}
+    metrics = trial_metrics(scores)
+    assert metrics == {
+        "gsm8k": 52.0, "math-500": 31.0, "avg": 40.0,  # eval's own average is kept
+        "strict/gsm8k": 50.0, "strict/math-500": 30.0, "strict/avg": 40.0,  # else the plain mean
+    }
+
+
 @pytest.mark.slow
 def test_two_trial_sweep_end_to_end_then_analysis(ray_cluster, tmp_path):
-    """A data-size sweep on CPU: data built once, two trials train (DeepSpeed), select and
-    evaluate (vLLM) for real, then the analysis reads the experiment folder."""
+    """A data-size sweep on CPU: the data built once, two trials that train (DeepSpeed on Ray
+    Train), select and evaluate (vLLM) for real, then the analysis of the experiment folder."""
     from cft_ray.tune.analysis import analyze
     from cft_ray.tune.sweep import sweep
 
     config = load_config(preset="smoke", overrides=[
-        f"output_dir={tmp_path}", "name=sweep-e2e",
-        "data.subset.strategy=random", "train.max_steps=2", "train.save_steps=2",
-        "eval.limit=8", "eval.max_tokens=24",
+        f"output_dir={tmp_path}", "name=e2e", "data.subset.strategy=random",
+        "train.max_steps=2", "train.save_steps=2", "eval.limit=8", "eval.max_tokens=24",
         "tune.param_space={data.subset.sizes: [16, 32]}",
     ])
     result = sweep(config)
     assert (result.num_trials, result.num_errors) == (2, 0)
-    builds = list((tmp_path / "sweep-e2e" / "sweep-data").glob("*/summary.json"))
-    assert len(builds) == 1  # the data stage ran once for both trials
+    assert len(list((tmp_path / "e2e" / "sweep-data").glob("*/summary.json"))) == 1  # data built once
 
     analysis = analyze(result.experiment_dir)
-    assert sorted(analysis.by_size.index) == [16, 32]
+    trials = analysis.trials.set_index("size")
+    assert sorted(trials.index) == [16, 32]
+    assert trials.loc[16, "train/rows"] == 16 and trials.loc[32, "train/rows"] == 32  # each its own subset
+    for column in ("synthetic-arith", "strict/synthetic-arith", "avg"):
+        assert column in analysis.trials
     scores = analysis.benchmarks["synthetic-arith"]
-    assert scores.notna().all() and ((0 <= scores) & (scores <= 100)).all()
-    trained_on = {size: json for size, json in zip(analysis.trials["size"], analysis.trials["trial_id"])}
-    assert len(trained_on) == 2
-    for trial_dir in (tmp_path / "sweep-e2e" / "sweep-trials" / "sweep-e2e-sweep").iterdir():
-        assert (trial_dir / "config.yaml").exists()
-    assert result.best_config["data.subset.sizes"][0] in (16, 32)
+    assert scores.notna().all() and scores.between(0, 100).all()
+    assert list(analysis.by_size.index) == [16, 32] and (analysis.output_dir / "accuracy_vs_size.png").exists()
+    assert result.best_metrics["avg"] == max(analysis.by_size["cft"])

@@ -293,7 +293,7 @@ def analyze(
     swept = [c for c in frame if c.startswith("config/") and c.removeprefix("config/") not in (METHOD_KEY, TEACHER_KEY, SIZE_KEY)]
     benchmarks = _benchmarks_in(frame)
     trial_columns = ["trial_id", "status", "method", "teacher", "size", *swept, metric, *benchmarks,
-                     *[c for c in frame if c.startswith("train/")], "error"]
+                     *[c for c in frame if c.startswith(("strict/", "train/"))], "error"]
     trial_table = frame[[c for c in dict.fromkeys(trial_columns) if c in frame]]
     size_table = by_size_table(ok, metric, mode) if not ok.empty else pd.DataFrame()
     bench_table = benchmark_table(ok, metric, mode) if not ok.empty else pd.DataFrame()

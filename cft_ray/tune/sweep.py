@@ -110,10 +110,16 @@ def prepare_data(base: PipelineConfig, points: list[dict[str, Any]], root: Path)
     return datasets
 
 
-def trial_metrics(eval_result: Any, checkpoint_name: str) -> dict[str, float]:
-    """The selected checkpoint's scores as one flat dict (benchmark -> accuracy, avg, strict/...)."""
-    scores = eval_result.scores[checkpoint_name]
-    return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float))}
+def trial_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Eval's ``{"strict": {bench: acc}, "cft-compat": {...}}`` as one flat Tune result:
+    ``<bench>`` is the cft-compat score (the paper's numbers used it), ``strict/<bench>`` the
+    strict one; ``avg`` is eval's own average when it gives one, else the plain mean."""
+    metrics: dict[str, float] = {}
+    for prefix, table in (("", scores["cft-compat"]), ("strict/", scores["strict"])):
+        values = {k: float(v) for k, v in table.items()}
+        values.setdefault("avg", sum(values.values()) / len(values))
+        metrics.update({f"{prefix}{k}": v for k, v in values.items()})
+    return metrics
 
 
 def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[str, dict[str, Any]], trials_root: str) -> None:
@@ -133,17 +139,16 @@ def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[st
     log.info("trial %s: %s on %s", trial_id, config.train.method, dataset)
 
     trained = train(config, dataset, out / "train")
-    checkpoints = [(path.name, path) for _step, path in trained.checkpoints]
-    best_name, _curve = select_checkpoint(checkpoints, config.eval, out / "select")
-    best_path = dict(checkpoints)[best_name]
-    result = evaluate([(best_name, best_path)], config.eval, out / "eval")
-    metrics = trial_metrics(result, best_name)
-    metrics.update({
+    checkpoints = {f"step-{step}": (step, path) for step, path in trained.checkpoints}
+    selected = select_checkpoint([(name, path) for name, (_, path) in checkpoints.items()], config.eval, out / "select")
+    best = selected["best"]
+    evaluation = evaluate([(best["name"], best["path"])], config.eval, out / "eval")
+    tune.report({
+        **trial_metrics(evaluation["scores"]),
         "train/rows": trained.data.get("rows", 0),
         "train/steps": trained.total_steps,
-        "train/checkpoint_step": next(s for s, p in trained.checkpoints if p == best_path),
+        "train/checkpoint_step": checkpoints[best["name"]][0],
     })
-    tune.report(metrics)
 
 
 def _concurrency(config: PipelineConfig) -> int:
