@@ -172,6 +172,7 @@ class OfflineTeacherServer:
         self.ok_count = 0
         self.rejected_count = 0  # 429s from the server's own limit
         self.requests_by_hash: collections.Counter[str] = collections.Counter()
+        self.first_request_at = self.last_ok_at = None  # time.monotonic() stamps
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -228,6 +229,7 @@ class OfflineTeacherServer:
             "rejected_count": self.rejected_count,
             "distinct_requests": len(self.requests_by_hash),
             "max_sends_of_one_request": max(self.requests_by_hash.values(), default=0),
+            "busy_s": (self.last_ok_at - self.first_request_at) if self.last_ok_at else 0.0,
         }
 
     # ---- handlers --------------------------------------------------------------------------
@@ -247,6 +249,7 @@ class OfflineTeacherServer:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.request_count += 1
+        self.first_request_at = self.first_request_at or time.monotonic()
         denied = self._unauthorized(request)
         if denied:
             return denied
@@ -294,6 +297,7 @@ class OfflineTeacherServer:
             content, finish = content[: max(1, len(content) // 3)], "length"
         prompt_tokens = sum(count_tokens(str(m.get("content", ""))) + 4 for m in messages)
         self.ok_count += 1
+        self.last_ok_at = time.monotonic()
         headers = {}
         if self.ratelimit_headers and self.requests_per_minute:
             headers = {"x-ratelimit-limit-requests": str(int(self.requests_per_minute)),
