@@ -35,7 +35,6 @@ from cft_ray.tune.config import SIZE_KEY
 
 log = logging.getLogger(__name__)
 
-METHOD_KEY = "train.method"
 # Overrides that change what the data stage writes (sources, critiques, the tokenizer used to
 # build); a sweep builds the data once per distinct combination of these.
 DATA_SHAPING_PREFIXES = ("data.", "teacher.", "model.", "eval.data_dir")
@@ -83,10 +82,14 @@ def grid(param_space: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(param_space[k] for k in keys))]
 
 
+def _data_shaping(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides that change the data build; the subset size only picks a built subset."""
+    return {k: v for k, v in overrides.items() if k.startswith(DATA_SHAPING_PREFIXES) and k != SIZE_KEY}
+
+
 def data_key(overrides: dict[str, Any]) -> str:
     """Which shared data build a grid point uses: a hash of its data-shaping values."""
-    shaping = {k: v for k, v in overrides.items() if k.startswith(DATA_SHAPING_PREFIXES) and k != SIZE_KEY}
-    return section_hash(shaping)
+    return section_hash(_data_shaping(overrides))
 
 
 def prepare_data(base: PipelineConfig, points: list[dict[str, Any]], root: Path) -> dict[str, dict[str, Any]]:
@@ -101,7 +104,7 @@ def prepare_data(base: PipelineConfig, points: list[dict[str, Any]], root: Path)
         configs = [apply_overrides(base, p) for p in members]
         sizes = sorted({s for c in configs for s in c.data.subset.sizes})
         builders = list(dict.fromkeys([*configs[0].data.builders, *(c.train.method for c in configs)]))
-        shaping = {k: v for k, v in members[0].items() if k.startswith(DATA_SHAPING_PREFIXES) and k != SIZE_KEY}
+        shaping = _data_shaping(members[0])
         build_config = apply_overrides(base, {**shaping, SIZE_KEY: sizes, "data.builders": builders})
         log.info("sweep data %s (%s): builders %s, sizes %s", key, shaping or "base config", builders, sizes or "all")
         datasets[key] = {"datasets": build_datasets(build_config, root / key).datasets}
