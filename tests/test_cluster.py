@@ -15,6 +15,8 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
+from cft_ray.config import load_config
+
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
 RAY_UP_YAMLS = ["aws.yaml", "gcp.yaml", "onprem.yaml"]
@@ -99,3 +101,5 @@ def test_named_entry_points_exist(name):
     assert "jobs/full_pipeline.py" in named
     missing = sorted(p for p in named if not (REPO / p).is_file())
     assert not missing, f"{name} names files that are not in the repository: {missing}"
+    for config in (p for p in named if p.endswith(".yaml")):
+        load_config(path=REPO / config, check_hardware=False)  # the config it passes is valid
