@@ -70,6 +70,19 @@ def test_trial_metrics_flatten_both_grading_modes():
     }
 
 
+def test_a_resumed_sweep_must_keep_its_base_config(tmp_path):
+    from cft_ray.tune.sweep import _save_base_config
+
+    experiment = str(tmp_path / "exp")
+    config = load_config(preset="smoke")
+    _save_base_config(experiment, config, resuming=False)
+    _save_base_config(experiment, config, resuming=True)  # same config: fine
+    changed = load_config(preset="smoke", overrides=["train.learning_rate=0.5"])
+    with pytest.raises(ConfigError, match="started with another config"):
+        _save_base_config(experiment, changed, resuming=True)
+    assert load_config(path=tmp_path / "exp" / "sweep_config.yaml").sha256() == config.sha256()
+
+
 @pytest.mark.slow
 def test_two_trial_sweep_end_to_end_then_analysis(ray_cluster, tmp_path):
     """A data-size sweep on CPU: the data built once, two trials that train (DeepSpeed on Ray

@@ -169,9 +169,25 @@ def _concurrency(config: PipelineConfig) -> int:
     return max(1, gpus // per_trial)
 
 
-def _write_text(uri_or_path: str, text: str) -> None:
-    """A file in the experiment folder, local or on s3:// / gs://."""
-    fs, path = pyarrow.fs.FileSystem.from_uri(uri_or_path if "://" in uri_or_path else str(Path(uri_or_path).resolve()))
+def _file(uri_or_path: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """A file of the experiment folder, local or on s3:// / gs://."""
+    return pyarrow.fs.FileSystem.from_uri(uri_or_path if "://" in uri_or_path else str(Path(uri_or_path).resolve()))
+
+
+def _save_base_config(experiment: str, config: PipelineConfig, resuming: bool) -> None:
+    """Keep the base config beside the trials; a resumed sweep must have the same one, or
+    its finished and new trials would not be comparable."""
+    fs, path = _file(f"{experiment}/{BASE_CONFIG_FILE}")
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    if resuming and fs.get_file_info(path).type == pyarrow.fs.FileType.File:
+        with fs.open_input_stream(path) as f:
+            saved = PipelineConfig.model_validate(yaml.safe_load(f.read().decode()))
+        if saved.sha256() != config.sha256():
+            raise ConfigError(
+                f"{experiment} was started with another config (sha256 {saved.sha256()} vs {config.sha256()}); "
+                "set tune.name to start a new sweep, or rerun with the saved one: "
+                f"--config {experiment}/{BASE_CONFIG_FILE}"
+            )
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(text.encode())
@@ -198,7 +214,8 @@ def sweep(config: PipelineConfig) -> SweepResult:
     name = config.tune.name or f"{config.name}-sweep"
     storage = config.ray.storage_path or str((config.run_dir / "tune").resolve())
     experiment = f"{storage.rstrip('/')}/{name}"
-    _write_text(f"{experiment}/{BASE_CONFIG_FILE}", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    resuming = tune.Tuner.can_restore(experiment)
+    _save_base_config(experiment, config, resuming)
     log.info("sweep %s: %d trials over %s", name, len(points), ", ".join(f"{k} ({len(v)})" for k, v in space.items()))
 
     datasets = prepare_data(config, points, (config.run_dir / "sweep-data").resolve())
@@ -211,7 +228,7 @@ def sweep(config: PipelineConfig) -> SweepResult:
         # folders); the trainer's and the eval engines' workers go wherever the GPUs are.
         {"cpu": config.tune.trial_cpus, f"node:{ray.util.get_node_ip_address()}": 0.01},
     )
-    if tune.Tuner.can_restore(experiment):
+    if resuming:
         log.info("resuming sweep %s: finished trials are kept, the others run again", experiment)
         tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
     else:
