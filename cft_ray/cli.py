@@ -20,6 +20,7 @@ STAGE_CLIS = [
     "cft_ray.pipeline_cli",
     "cft_ray.data.cli",
     "cft_ray.teacher.cli",
+    "cft_ray.train.cli",
     "cft_ray.tune.cli",
 ]
 
