@@ -165,7 +165,8 @@ def _critique(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[
     from cft_ray.teacher.verdict import parse_verdict
 
     rows = pd.read_parquet(rows_path)
-    has = rows["critique"].fillna("").str.strip().str.len() > 0 if "critique" in rows else pd.Series(False, index=rows.index)
+    critique = rows["critique"] if "critique" in rows else pd.Series(None, index=rows.index, dtype=object)
+    has = critique.fillna("").astype(str).str.strip().str.len() > 0
     given = rows[has].copy()
     given["verdict"] = [parse_verdict(c) for c in given["critique"]]
     given["status"] = "ok"
