@@ -62,12 +62,14 @@ def test_size_sweep_needs_a_subset_strategy(capsys):
 
 
 def test_trial_metrics_flatten_both_grading_modes():
-    scores = {"strict": {"gsm8k": 50.0, "math-500": 30.0}, "cft-compat": {"gsm8k": 52.0, "math-500": 31.0, "avg": 40.0}}
-    metrics = trial_metrics(scores)
-    assert metrics == {
-        "gsm8k": 52.0, "math-500": 31.0, "avg": 40.0,  # eval's own average is kept
-        "strict/gsm8k": 50.0, "strict/math-500": 30.0, "strict/avg": 40.0,  # else the plain mean
-    }
+    six = {"gsm8k": {"strict": 50.0, "cft-compat": 52.0, "n": 8, "timed_out": 0},
+           "AVG": {"strict": 40.0, "cft-compat": 41.0, "n_benchmarks": 6}}
+    assert trial_metrics(six) == {"gsm8k": 52.0, "strict/gsm8k": 50.0, "avg": 41.0, "strict/avg": 40.0}
+    two = {"math-500": {"strict": 30.0, "cft-compat": 31.0, "n": 8, "timed_out": 0},
+           "gpqa": {"strict": 20.0, "cft-compat": 20.0, "n": 8, "timed_out": 1}}
+    metrics = trial_metrics(two)
+    assert (metrics["avg"], metrics["strict/avg"]) == (25.5, 25.0)  # no AVG from eval: the plain mean
+    assert metrics["strict/gpqa"] == 20.0
 
 
 def test_a_resumed_sweep_must_keep_its_base_config(tmp_path):

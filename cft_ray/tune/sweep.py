@@ -113,15 +113,19 @@ def prepare_data(base: PipelineConfig, points: list[dict[str, Any]], root: Path)
     return datasets
 
 
-def trial_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Eval's ``{"strict": {bench: acc}, "cft-compat": {...}}`` as one flat Tune result:
-    ``<bench>`` is the cft-compat score (the paper's numbers used it), ``strict/<bench>`` the
-    strict one; ``avg`` is eval's own average when it gives one, else the plain mean."""
+def trial_metrics(per_benchmark: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Eval's scores of one checkpoint (benchmark -> {strict, cft-compat, ...}) as a flat Tune
+    result: ``<bench>`` is the cft-compat accuracy (the mode the paper's numbers used),
+    ``strict/<bench>`` the strict one; ``avg`` is eval's six-benchmark AVG when it gives one,
+    else the plain mean of the benchmarks scored."""
     metrics: dict[str, float] = {}
-    for prefix, table in (("", scores["cft-compat"]), ("strict/", scores["strict"])):
-        values = {k: float(v) for k, v in table.items()}
-        values.setdefault("avg", sum(values.values()) / len(values))
-        metrics.update({f"{prefix}{k}": v for k, v in values.items()})
+    for bench, scores in per_benchmark.items():
+        name = "avg" if bench == "AVG" else bench
+        metrics[name], metrics[f"strict/{name}"] = float(scores["cft-compat"]), float(scores["strict"])
+    if "AVG" not in per_benchmark:
+        for prefix in ("", "strict/"):
+            values = [metrics[f"{prefix}{bench}"] for bench in per_benchmark]
+            metrics[f"{prefix}avg"] = round(sum(values) / len(values), 1)
     return metrics
 
 
@@ -129,7 +133,7 @@ def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[st
     """One trial: train the method on its subset -> select a checkpoint -> evaluate -> report."""
     from ray import tune
 
-    from cft_ray.eval import evaluate, select_checkpoint
+    from cft_ray.eval.evaluate import evaluate, select_checkpoint
     from cft_ray.train import train
 
     context = tune.get_context()
@@ -142,15 +146,15 @@ def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[st
     log.info("trial %s: %s on %s", trial_id, config.train.method, dataset)
 
     trained = train(config, dataset, out / "train")
-    checkpoints = {f"step-{step}": (step, path) for step, path in trained.checkpoints}
-    selected = select_checkpoint([(name, path) for name, (_, path) in checkpoints.items()], config.eval, out / "select")
-    best = selected["best"]
-    evaluation = evaluate([(best["name"], best["path"])], config.eval, out / "eval")
+    steps = {path.name: step for step, path in trained.checkpoints}
+    checkpoints = [(path.name, path) for _, path in trained.checkpoints]
+    best, _curve = select_checkpoint(checkpoints, config.eval, out / "select")
+    evaluation = evaluate([(best, dict(checkpoints)[best])], config.eval, out / "eval")
     tune.report({
-        **trial_metrics(evaluation["scores"]),
+        **trial_metrics(evaluation.scores[best]),
         "train/rows": trained.data.get("rows", 0),
         "train/steps": trained.total_steps,
-        "train/checkpoint_step": checkpoints[best["name"]][0],
+        "train/checkpoint_step": steps[best],
     })
 
 
