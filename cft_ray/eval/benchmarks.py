@@ -79,6 +79,7 @@ class Benchmark:
     """A file-backed benchmark. Subclasses say how a row becomes (question, reference, choices)."""
 
     kind: Literal["math", "choice"] = "math"
+    num_options = 0  # multiple choice: option letters A.. in answers
 
     def __init__(self, name: str, description: str = ""):
         self.name = name
@@ -149,6 +150,7 @@ class GPQA(Benchmark):
     (the original shuffled unseeded, so its scores drift), reference = the correct letter."""
 
     kind = "choice"
+    num_options = 4
 
     def parse(self, row, index, seed):
         options = [row["Correct Answer"], row["Incorrect Answer 1"], row["Incorrect Answer 2"], row["Incorrect Answer 3"]]
@@ -168,6 +170,7 @@ class MMLUPro(Benchmark):
     """
 
     kind = "choice"
+    num_options = 10
     hub_repo = "TIGER-Lab/MMLU-Pro"
     hub_file = "data/test-00000-of-00001.parquet"
 

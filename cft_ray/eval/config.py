@@ -21,8 +21,11 @@ class EvalConfig(StrictModel):
     num_engines: int = Field(1, ge=1)
     tensor_parallel_size: int = Field(1, ge=1)
     use_gpu: bool = False
-    grade_timeout_s: float = Field(3.0, gt=0)
-    self_critique: Literal["none", "single-pass", "two-stage"] = "none"
-    self_critique_attempts: int = Field(8, ge=1)
-    self_critique_temperature: float = Field(0.7, ge=0)
-    seed: int = 0
+    max_model_len: int | None = Field(None, ge=16, description="engine context; None: the model's own")
+    batch_size: int = Field(64, ge=1, description="prompts per engine call; graded rows are saved per batch")
+    grade_timeout_s: float = Field(3.0, gt=0, description="hard limit per symbolic comparison (counts wrong)")
+    grade_workers: int = Field(2, ge=1, description="sympy worker processes")
+    self_critique: Literal["none", "single-pass"] = Field(
+        "none", description="single-pass: the prompt asks the model to critique and correct itself"
+    )
+    seed: int = Field(0, description="engine seed and GPQA option shuffle seed")

@@ -123,11 +123,12 @@ def latex_to_python(s: str) -> str:
             name = re.match(r"\\([a-zA-Z]+)", s[i:])
             word = name.group(1) if name else s[i + 1 : i + 2]
             i += 1 + len(word)
-            out.append({"times": "*", "cdot": "*", "div": "/", "infty": "oo", "ln": "log"}.get(word, f" {word} "))
+            out.append({"times": "*", "cdot": "*", "div": "/", "infty": "oo", "ln": "log", "arcsin": "asin",
+                        "arccos": "acos", "arctan": "atan"}.get(word, f" {word} "))
         else:
             out.append(s[i])
             i += 1
-    expr = "".join(out).replace("{", "(").replace("}", ")").replace("^", "**").replace("−", "-")
+    expr = "".join(out).replace("np.", "").replace("{", "(").replace("}", ")").replace("^", "**").replace("−", "-")
     # Implicit products: 2x, 2(…), )(, 2 sqrt(…) — but never split e-notation such as 1e5.
     expr = re.sub(r"(?<=[\d)])\s*(?=(?![eE][-+]?\d)[a-zA-Z(])", "*", expr)
     expr = re.sub(r"(?<=[a-zA-Z])\s+(?=[\d(a-zA-Z])", "*", expr)
@@ -328,12 +329,9 @@ def _to_sympy(s: str):
         standard_transformations,
     )
 
-    try:
-        return parse_expr(latex_to_python(s), transformations=(*standard_transformations, implicit_multiplication_application))
-    except Exception:  # noqa: BLE001 - any parse failure means "try the LaTeX parser"
-        from sympy.parsing.latex import parse_latex
-
-        return parse_latex(s)
+    # Not sympy's parse_latex: on input it does not understand it silently drops parts
+    # ("np.arcsin(10/13)+1" -> n*p), which would make different answers equal.
+    return parse_expr(latex_to_python(s), transformations=(*standard_transformations, implicit_multiplication_application))
 
 
 def symbolic_equal(p: str, r: str) -> bool:
@@ -345,11 +343,27 @@ def symbolic_equal(p: str, r: str) -> bool:
             (pl, pr), (rl, rr) = p.split("="), r.split("=")
             a = _to_sympy(pl) - _to_sympy(pr)
             b = _to_sympy(rl) - _to_sympy(rr)
-            return _expr_equal(a, b) or _expr_equal(a, -b)
+            return _proportional(a, b)
         a, b = _to_sympy(p), _to_sympy(r)
         return _expr_equal(a, b)
     except Exception:  # noqa: BLE001 - an unparseable answer is simply not equal
         return False
+
+
+def _proportional(a, b) -> bool:
+    """Two equations ``a = 0`` and ``b = 0`` are the same when a / b is a nonzero constant."""
+    if _expr_equal(a, b) or _expr_equal(a, -b):
+        return True
+    symbols = sorted((a.free_symbols | b.free_symbols), key=str)
+    rng = random.Random(1)
+    ratios = []
+    for _ in range(3):
+        point = {x: rng.uniform(0.5, 2.0) for x in symbols}
+        vb = complex(b.evalf(subs=point))
+        if abs(vb) < 1e-12:
+            return False
+        ratios.append(complex(a.evalf(subs=point)) / vb)
+    return abs(ratios[0]) > 1e-12 and all(abs(r - ratios[0]) <= 1e-6 * abs(ratios[0]) for r in ratios)
 
 
 def _expr_equal(a, b) -> bool:
