@@ -21,6 +21,7 @@ STAGE_CLIS = [
     "cft_ray.data.cli",
     "cft_ray.teacher.cli",
     "cft_ray.train.cli",
+    "cft_ray.eval.cli",
     "cft_ray.tune.cli",
 ]
 
