@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         workers, rows, steps = args.workers or 2, args.rows or 96, args.steps or 6
         overrides = ["train.zero_stage=2", "train.micro_batch_size=4", "train.global_batch_size=16",
-                     "train.cutoff_len=512", "train.learning_rate=1e-3"]
+                     "train.cutoff_len=1024", "train.learning_rate=1e-3"]
         variants = {"unpacked": False, "packed": True}
         data = write_rows(varied_cft_rows(rows, seed=3, max_sentences=20), work / "rows.parquet")
     overrides += [f"train.num_workers={workers}", f"train.max_steps={steps}", f"train.save_steps={steps}"]

@@ -174,7 +174,8 @@ def pack(sample_ids: list[int], lengths: np.ndarray, capacity: int) -> list[list
         else:
             bins.append([s])
             room.append(capacity - lengths[s])
-    return bins
+    # Fullest first, so the sequences batched together have similar lengths (less padding).
+    return [bins[b] for b in sorted(range(len(bins)), key=lambda b: room[b])]
 
 
 def plan_steps(
