@@ -127,6 +127,17 @@ def test_partial_experiment_is_read(experiment_dir, tmp_path):
     assert result.by_size.notna().sum().sum() == 3  # the half-written line is skipped, not read as 0.9
 
 
+def test_experiment_with_no_results_yet(experiment_dir, tmp_path):
+    started = tmp_path / "started"
+    shutil.copytree(experiment_dir, started)
+    for path in [*started.glob("*/result.json"), *started.glob("*/error.txt"), *started.glob("experiment_state-*.json")]:
+        path.unlink()
+    result = analyze(started)
+    assert set(result.trials["status"]) == {"RUNNING"} and result.best is None
+    assert "No trial has reported the metric yet." in (result.output_dir / "summary.md").read_text()
+    assert not (result.output_dir / "accuracy_vs_size.png").exists()
+
+
 def test_cli_analyze(experiment_dir, tmp_path, capsys):
     assert main(["analyze", str(experiment_dir), "--out", str(tmp_path / "cli")]) == 0
     assert "Per benchmark (Tables 5 and 7)" in capsys.readouterr().out

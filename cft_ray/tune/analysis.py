@@ -218,8 +218,10 @@ def _plot_accuracy_vs_size(ok: pd.DataFrame, metrics: list[str], path: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    numeric = ok[ok["size"].map(lambda v: isinstance(v, (int, float)))].assign(series=_series_label)
-    if numeric.empty or not metrics:
+    if ok.empty or not metrics:
+        return None
+    numeric = ok[ok["size"].map(lambda v: isinstance(v, (int, float))).astype(bool)].assign(series=_series_label)
+    if numeric.empty:
         return None
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
