@@ -173,3 +173,13 @@ def test_killed_job_restarts_without_resending(ray_cluster, tmp_path):
         assert srv.request_count - before == n - answered  # nothing answered before the kill sent again
     assert summary.ok == n and summary.cached == answered
     assert sorted(_output(summary)["id"]) == sorted(f"synthetic-{i}" for i in range(n))
+
+
+def test_sft_teacher_answer_template(ray_cluster, tmp_path):
+    rows = _rows(5)
+    with OfflineTeacherServer(references={r["question"]: r["reference_answer"] for r in rows}) as srv:
+        summary = run_teacher(ray.data.from_items(rows), _config(srv), tmp_path, template="sft-teacher-answer-v1")
+    df = _output(summary)
+    assert summary.ok == 5 and (df["verdict"] == "none").all() and (df["critique"] == "").all()
+    assert [a.rsplit("Answer: ", 1)[1] for a in df.sort_values("id")["teacher_answer"]] == [
+        r["reference_answer"] for r in sorted(rows, key=lambda r: r["id"])]

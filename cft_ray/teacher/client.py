@@ -71,7 +71,7 @@ def check_row(row: dict, template: Template, settings: CallSettings) -> tuple[st
     """(error class, reason) when a row cannot be sent, else None."""
     for field in template.fields:
         value = row.get(field)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
             return "BadRow", f"missing {field}"
         if not isinstance(value, str):
             return "BadRow", f"{field} is {type(value).__name__}, not a string"
