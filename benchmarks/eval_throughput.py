@@ -60,7 +60,7 @@ def rewritings(ref: str) -> list[tuple[str, bool]]:
         n = int(value)
         pairs += [(f"{n:,}", True), (f"x = {n}", True), (f"\\${n}", True), (f"{n}^\\circ", True),
                   (f"{n}\\%", True), (f"{n}.0", True), (f"{n:.6e}", True), (f"{n} \\text{{ units}}", True),
-                  (str(n + 1 if n >= 0 else n - 1), False), (f"{n * 1.001 + 0.01:.6g}", False)]
+                  (f"{n * 1.001 + (1 if n >= 0 else -1):.6g}", False)]  # beyond the 1e-4 tolerance
     else:
         pairs += [(f"{value:.8g}", True), (f"{value * (1 + 5e-5):.10g}", True), (f"{value:.4e}", True),
                   (f"{value * 1.001 + 0.002:.8g}", False)]

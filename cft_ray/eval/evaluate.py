@@ -57,7 +57,7 @@ def _choice_letters(sample: EvalSample) -> str | None:
 
 
 def _done_ids(folder: Path) -> set[str]:
-    if not folder.exists():
+    if not any(folder.glob("part-*.parquet")):  # also a folder made just before a crash
         return set()
     return set(pq.read_table(folder, columns=["id"]).column("id").to_pylist())
 
@@ -151,7 +151,8 @@ def evaluate(
     return EvalResult(scores, output_dir, files)
 
 
-def _columns(benchmarks: list[str]) -> list[str]:
+def table_columns(benchmarks: list[str]) -> list[str]:
+    """Columns of a score table in the paper's Table 2 order: the six, AVG, then the rest."""
     six = [b for b in SIX_BENCHMARKS if b in benchmarks]
     return [*six, *(["AVG"] if six else []), *[b for b in benchmarks if b not in SIX_BENCHMARKS]]
 
@@ -163,7 +164,7 @@ def write_tables(scores: dict[str, dict], benchmarks: list[str], stem: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = _columns(benchmarks)
+    columns = table_columns(benchmarks)
     paths = {key: stem.with_suffix(suffix) for key, suffix in (("json", ".json"), ("markdown", ".md"), ("png", ".png"))}
     paths["json"].write_text(json.dumps({"columns": columns, "scores": scores}, indent=2))
     lines = []
