@@ -59,9 +59,20 @@ def training_set(data_result: dict[str, Any], config: PipelineConfig) -> str:
     return datasets[name]
 
 
+def _select(checkpoints: list[tuple[str, str]], config: PipelineConfig, eval_dir: Path) -> dict[str, Any]:
+    from cft_ray.eval import select_checkpoint
+
+    best, curve = select_checkpoint(checkpoints, config.eval, eval_dir)
+    return {
+        "best": next(point for point in curve if point["name"] == best),
+        "curve": curve,
+        "curve_png": str(eval_dir / "selection_curve.png"),
+    }
+
+
 def run_pipeline(config: PipelineConfig) -> PipelineResult:
     from cft_ray.data.pipeline import build_datasets
-    from cft_ray.eval import evaluate, select_checkpoint
+    from cft_ray.eval import evaluate
     from cft_ray.raycluster import connect
     from cft_ray.report import write_report
     from cft_ray.train import train
@@ -79,9 +90,13 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     dataset = training_set(steps.results["data"], config)
     steps.run("train", keys["train"], lambda out: train(config, dataset, out).to_json())
     checkpoints = [(f"step-{step}", path) for step, path in steps.results["train"]["checkpoints"]]
-    steps.run("select", keys["select"], lambda out: select_checkpoint(checkpoints, config.eval, out))
+    # Selection and the final evaluation share one folder of graded samples, so the best
+    # checkpoint's selection-benchmark samples are not generated twice.
+    eval_dir = steps.work / f"eval-{keys['evaluate']}"
+    steps.run("select", keys["select"], lambda out: _select(checkpoints, config, eval_dir))
     best = steps.results["select"]["best"]
-    steps.run("evaluate", keys["evaluate"], lambda out: evaluate([(best["name"], best["path"])], config.eval, out))
+    steps.run("evaluate", keys["evaluate"],
+              lambda out: evaluate([(best["name"], best["path"])], config.eval, eval_dir).to_json())
 
     report = write_report(config, steps.results, steps.timings, run_dir / "report")
     summary = {

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from cft_ray.config import PipelineConfig
-from cft_ray.eval.config import SIX_BENCHMARKS
+from cft_ray.eval.evaluate import table_columns
 
 # Reference section 8: Qwen2.5-Math-7B, six-benchmark table of the paper.
 PAPER_TABLE2: dict[str, dict[str, float]] = {
-    "base": {"math": 55.4, "minerva_math": 13.6, "gsm8k": 91.6, "olympiadbench": 16.1, "aime24": 10.0, "amc23": 40.0, "avg": 37.8},
-    "WebInstruct-SFT": {"math": 59.0, "minerva_math": 13.2, "gsm8k": 77.4, "olympiadbench": 19.9, "aime24": 3.3, "amc23": 37.5, "avg": 35.1},
-    "WebInstruct-verified-SFT": {"math": 62.0, "minerva_math": 12.5, "gsm8k": 78.8, "olympiadbench": 22.1, "aime24": 16.7, "amc23": 50.0, "avg": 40.4},
-    "WebInstruct-GPT4o-SFT": {"math": 73.2, "minerva_math": 25.7, "gsm8k": 90.0, "olympiadbench": 37.6, "aime24": 13.3, "amc23": 62.5, "avg": 50.4},
-    "WebInstruct-CFT (50K)": {"math": 80.2, "minerva_math": 42.3, "gsm8k": 90.9, "olympiadbench": 41.6, "aime24": 20.0, "amc23": 67.5, "avg": 57.1},
+    "base": {"math": 55.4, "minerva_math": 13.6, "gsm8k": 91.6, "olympiadbench": 16.1, "aime24": 10.0, "amc23": 40.0, "AVG": 37.8},
+    "WebInstruct-SFT": {"math": 59.0, "minerva_math": 13.2, "gsm8k": 77.4, "olympiadbench": 19.9, "aime24": 3.3, "amc23": 37.5, "AVG": 35.1},
+    "WebInstruct-verified-SFT": {"math": 62.0, "minerva_math": 12.5, "gsm8k": 78.8, "olympiadbench": 22.1, "aime24": 16.7, "amc23": 50.0, "AVG": 40.4},
+    "WebInstruct-GPT4o-SFT": {"math": 73.2, "minerva_math": 25.7, "gsm8k": 90.0, "olympiadbench": 37.6, "aime24": 13.3, "amc23": 62.5, "AVG": 50.4},
+    "WebInstruct-CFT (50K)": {"math": 80.2, "minerva_math": 42.3, "gsm8k": 90.9, "olympiadbench": 41.6, "aime24": 20.0, "amc23": 67.5, "AVG": 57.1},
 }
 # Which published row a preset reproduces, keyed by (preset, train.method).
 PAPER_ROW = {
@@ -123,10 +123,8 @@ def _score_table(rows: dict[str, dict[str, float]], benchmarks: list[str]) -> li
 
 
 def _final_section(config: PipelineConfig, evaluation: dict[str, Any], out_dir: Path) -> list[str]:
-    scores = evaluation["scores"]  # mode -> benchmark -> score, of the selected checkpoint
-    benchmarks = [b for b in config.eval.benchmarks if b in scores["strict"]]
-    six = [b for b in SIX_BENCHMARKS if b in benchmarks]
-    columns = benchmarks + (["avg"] if len(six) == len(SIX_BENCHMARKS) else [])
+    scores = evaluation["scores"]  # mode -> benchmark (and AVG over the six) -> accuracy x100
+    columns = table_columns(config.eval.benchmarks)
     rows = {"ours, strict": scores["strict"], "ours, cft-compat": scores["cft-compat"]}
     paper_row = PAPER_ROW.get((config.preset, config.train.method))
     if paper_row:

@@ -6,9 +6,11 @@ so both place engines, pick engine settings and report outputs the same way.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,8 +56,19 @@ class EngineSpec:
         if self.use_gpu:
             kwargs["gpu_memory_utilization"] = 0.9
         else:
-            kwargs["dtype"] = "float32" if "tiny-qwen2" in self.model else "bfloat16"
+            # vLLM's "auto" would run an fp32 checkpoint in half precision; on CPU keep what
+            # the model was saved in (the tiny model and its CPU-trained checkpoints are fp32).
+            kwargs["dtype"] = "float32" if saved_dtype(self.model) == "float32" else "bfloat16"
         return {**kwargs, **self.extra}
+
+
+def saved_dtype(model: str) -> str | None:
+    """The dtype in a local model folder's config.json (None for a hub id or no entry)."""
+    config = Path(model) / "config.json"
+    if not config.exists():
+        return None
+    saved = json.loads(config.read_text())
+    return saved.get("dtype") or saved.get("torch_dtype")
 
 
 class VLLMGenerator:

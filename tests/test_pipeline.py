@@ -1,0 +1,162 @@
+"""The smoke pipeline end to end (real Ray, vLLM CPU, DeepSpeed CPU, the offline teacher on
+loopback): a run killed during training resumes and completes, its artifacts and report are
+right, a second run skips every stage, and ``ray job submit`` to a token-authenticated local
+cluster runs it as a job.
+
+The tests of this module share one run directory and run in file order (each builds on the
+previous run's stages), which keeps the whole module at one full pipeline run plus reruns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# A few more steps than the preset so that a kill can land between two checkpoints.
+OVERRIDES = ["--set", "train.max_steps=12", "--set", "train.save_steps=4"]
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("pipeline")
+
+
+def _pipeline_cmd(out_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "jobs/full_pipeline.py", "--preset", "smoke", "--set", f"output_dir={out_dir}", *OVERRIDES, *extra]
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+
+def _summary(out_dir: Path) -> dict:
+    return json.loads((out_dir / "smoke" / "pipeline.json").read_text())
+
+
+def _weights_digest(checkpoint: Path) -> str:
+    weights = sorted(checkpoint.glob("*.bin")) + sorted(checkpoint.glob("*.safetensors"))
+    assert weights, f"no weights in {checkpoint}"
+    return hashlib.sha256(b"".join(w.read_bytes() for w in weights)).hexdigest()
+
+
+@pytest.mark.slow
+def test_killed_in_training_resumes_and_completes(out_dir):
+    stages = out_dir / "smoke" / "stages"
+    log = (out_dir / "run1.log").open("w")
+    # Run 1 in its own session, with its own local Ray cluster; killed (SIGKILL, the whole
+    # process group: driver, Ray and its workers) once the second checkpoint is being written.
+    proc = subprocess.Popen(_pipeline_cmd(out_dir), cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.time() + 1200
+    while not list(stages.glob("train-*/checkpoint-8")):
+        assert proc.poll() is None, f"run 1 ended before training reached step 8: {(out_dir / 'run1.log').read_text()[-3000:]}"
+        assert time.time() < deadline, "training did not reach step 8 in time"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)  # let the killed Ray processes release their ports
+    (train_dir,) = stages.glob("train-*")
+    assert not (train_dir / "_SUCCESS").exists(), "run 1 finished training before the kill: nothing was tested"
+    assert list(stages.glob("data-*/_SUCCESS")), "the data stage finished before training started"
+    first_checkpoint = _weights_digest(train_dir / "checkpoint-4")
+
+    # Run 2: resumes. The data stage is not redone, training continues from its checkpoint.
+    done = subprocess.run(_pipeline_cmd(out_dir), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = _summary(out_dir)
+    assert summary["stages"]["data"]["skipped"] is True
+    assert summary["stages"]["train"]["skipped"] is False
+    assert _weights_digest(train_dir / "checkpoint-4") == first_checkpoint, "training restarted from scratch"
+    result = json.loads((train_dir / "_SUCCESS").read_text())
+    assert result["total_steps"] == 12
+    assert [step for step, _ in result["checkpoints"]] == [4, 8, 12]
+    assert "cft-ray pipeline:" in done.stdout and "report:" in done.stdout
+
+
+@pytest.mark.slow
+def test_artifacts_and_report(out_dir):
+    run = out_dir / "smoke"
+    summary = _summary(out_dir)
+    assert list(summary["stages"]) == ["data", "train", "select", "evaluate"]
+    assert (run / "config.sha256").read_text().strip() == summary["config_sha256"]
+    data = json.loads(next((run / "stages").glob("data-*/_SUCCESS")).read_text())
+    for builder in ("cft", "sft", "sft-verified"):
+        card = json.loads((Path(data["datasets"][builder]) / "card.json").read_text())
+        assert card["rows"] > 0
+    select = json.loads(next((run / "stages").glob("select-*/_SUCCESS")).read_text())
+    assert [p["name"] for p in select["curve"]] == ["step-4", "step-8", "step-12"]
+    assert select["best"]["name"] in {"step-4", "step-8", "step-12"}
+    best = max(select["curve"], key=lambda p: p["cft_compat"])  # the paper's numbers use cft-compat
+    assert best["cft_compat"] == select["best"]["cft_compat"]
+    evaluation = json.loads(next((run / "stages").glob("evaluate-*/_SUCCESS")).read_text())
+    assert evaluation["checkpoint"] == select["best"]["name"]
+    assert 0 <= evaluation["scores"]["strict"]["synthetic-arith"] <= evaluation["scores"]["cft-compat"]["synthetic-arith"] <= 100
+
+    report = (run / "report" / "report.md").read_text()
+    for heading in ("## Stages", "## Data", "## Teacher", "## Training", "## Checkpoint selection", "## Final evaluation"):
+        assert heading in report, heading
+    assert f"Best: **{select['best']['name']}**" in report
+    pngs = sorted(p.name for p in (run / "report").glob("*.png"))
+    assert len(pngs) >= 3, pngs  # loss curve, selection curve, final scores
+    for png in (run / "report").glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000
+
+
+@pytest.mark.slow
+def test_second_run_skips_every_stage(out_dir):
+    again = subprocess.run(_pipeline_cmd(out_dir), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert all(stage["skipped"] for stage in _summary(out_dir)["stages"].values())
+    assert again.stdout.count("skipped (done before)") == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_job_submit_with_token_auth(out_dir, tmp_path):
+    """A head node started by the test with token authentication; the smoke pipeline submitted
+    as a job with the token (a changed eval setting, so the eval stages run inside the job)."""
+    token = secrets.token_hex(16)
+    env = {**_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    gcs, dashboard = _free_port(), _free_port()
+    head = subprocess.Popen(
+        ["ray", "start", "--head", "--block", f"--port={gcs}", "--num-cpus=8", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={tmp_path / 'ray'}"],
+        env=env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.time() + 180
+        while subprocess.run(["ray", "job", "list", "--address", address], env=env, capture_output=True).returncode:
+            assert head.poll() is None and time.time() < deadline, (tmp_path / "head.log").read_text()[-3000:]
+            time.sleep(2)
+        submit = ["ray", "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
+                  *[a if a != sys.executable else "python" for a in _pipeline_cmd(out_dir, "--set", "eval.limit=8")]]
+        refused = subprocess.run(submit, env={**env, "RAY_AUTH_TOKEN": "not-the-token"}, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0
+        job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=1500)
+        assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
+        assert "succeeded" in job.stdout.lower()
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+    summary = _summary(out_dir)
+    assert summary["stages"]["data"]["skipped"] and summary["stages"]["train"]["skipped"]
+    assert not summary["stages"]["select"]["skipped"] and not summary["stages"]["evaluate"]["skipped"]
+    assert (out_dir / "smoke" / "report" / "report.md").exists()
