@@ -59,6 +59,8 @@ class EngineSpec:
             # vLLM's "auto" would run an fp32 checkpoint in half precision; on CPU keep what
             # the model was saved in (the tiny model and its CPU-trained checkpoints are fp32).
             kwargs["dtype"] = "float32" if saved_dtype(self.model) == "float32" else "bfloat16"
+            # torch.compile warm-up takes longer than the short CPU jobs it would speed up.
+            kwargs["enforce_eager"] = True
         return {**kwargs, **self.extra}
 
 
