@@ -86,6 +86,7 @@ def test_a_resumed_sweep_must_keep_its_base_config(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # data build + 2 x (DeepSpeed train, vLLM select, vLLM eval) on 2 cores
 def test_two_trial_sweep_end_to_end_then_analysis(ray_cluster, tmp_path):
     """A data-size sweep on CPU: the data built once, two trials that train (DeepSpeed on Ray
     Train), select and evaluate (vLLM) for real, then the analysis of the experiment folder."""
