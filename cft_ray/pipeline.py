@@ -50,11 +50,12 @@ def training_set(data_result: dict[str, Any], config: PipelineConfig) -> str:
     datasets = data_result["datasets"]
     method = config.train.method
     sizes = sorted(config.data.subset.sizes)
-    name = f"{method}/{sizes[-1]}" if sizes and f"{method}/{sizes[-1]}" in datasets else method
+    name = f"{method}/{sizes[-1]}" if sizes else method
     if name not in datasets:
         raise ValueError(
-            f"train.method={method!r} needs the {method!r} dataset, but data.builders built only "
-            f"{sorted(datasets)}; add {method!r} to data.builders"
+            f"train.method={method!r} with data.subset.sizes={sizes} needs the {name!r} dataset, but the "
+            f"data stage built only {sorted(datasets)}; add {method!r} to data.builders (and a subset "
+            "strategy other than 'all' for sizes)"
         )
     return datasets[name]
 

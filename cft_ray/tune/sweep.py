@@ -148,7 +148,8 @@ def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[st
     trained = train(config, dataset, out / "train")
     steps = {path.name: step for step, path in trained.checkpoints}
     checkpoints = [(path.name, path) for _, path in trained.checkpoints]
-    best, _curve = select_checkpoint(checkpoints, config.eval, out / "select")
+    # One folder for both, so the best checkpoint's selection samples are not generated twice.
+    best, _curve = select_checkpoint(checkpoints, config.eval, out / "eval")
     evaluation = evaluate([(best, dict(checkpoints)[best])], config.eval, out / "eval")
     tune.report({
         **trial_metrics(evaluation.scores[best]),
