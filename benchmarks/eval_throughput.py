@@ -78,7 +78,7 @@ def agreement_set(refs) -> list[tuple[str, str, str | None, bool]]:
     for answer, ref, expected in CURATED:
         rows.append((f"So \\boxed{{{answer}}}", ref, None, expected))
     for _, ref, letters in refs[::5]:  # several answers in one completion: the last one counts
-        wrong = rewritings(ref)[-1][0]
+        wrong = next(answer for answer, equal in rewritings(ref) if not equal)
         rows.append((f"First \\boxed{{{wrong}}}, but fixing a slip: \\boxed{{{ref}}}", ref, letters, True))
         rows.append((f"First \\boxed{{{ref}}}, but on reflection \\boxed{{{wrong}}}", ref, letters, False))
     return rows
