@@ -39,7 +39,7 @@ def _section(config: PipelineConfig, *names: str) -> list[Any]:
 
 def stage_keys(config: PipelineConfig) -> dict[str, str]:
     """Each stage's key: its own config sections plus the key of the stage it reads."""
-    data = section_hash([*_section(config, "model", "data", "teacher"), config.eval.data_dir])
+    data = section_hash([*_section(config, "model", "data", "teacher"), config.eval.data_dir, config.eval.benchmarks])
     train = section_hash([data, *_section(config, "model", "train")])
     evaluation = section_hash([train, *_section(config, "eval")])
     return {"data": data, "train": train, "select": evaluation, "evaluate": evaluation}

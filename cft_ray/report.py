@@ -79,7 +79,7 @@ def _teacher_section(config: PipelineConfig, data: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {'critiques' if call == 'teacher' else 'SFT-teacher answers'} | {s.get('ok')} | {s.get('error')} | "
                 f"{s.get('cached')} | {s.get('prompt_tokens', '-')} | {s.get('completion_tokens', '-')} | "
-                f"{s.get('cost_usd', '-')} |"
+                f"{s.get('dollars', '-')} |"
             )
     if critique.get("given_critiques"):
         lines.append(f"\n{critique['given_critiques']} rows came with their critiques (released data): no teacher call.")

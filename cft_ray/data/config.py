@@ -63,7 +63,7 @@ class SubsetConfig(StrictModel):
 class DecontamConfig(StrictModel):
     enabled: bool = True
     ngram: int = Field(13, ge=4, description="word n-gram length shared with a benchmark question")
-    benchmarks: list[str] | None = Field(None, description="benchmark names; None: every registered one")
+    benchmarks: list[str] | None = Field(None, description="benchmark names; None: the run's eval.benchmarks")
     benchmarks_dir: str | None = Field(None, description="a {name}/test.jsonl folder; None: eval.data_dir")
     dedup: bool = Field(True, description="drop exact and near duplicates (case/space/punctuation) inside the set")
 

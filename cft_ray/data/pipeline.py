@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -26,6 +25,7 @@ from cft_ray.data.builders import build_rows, write_dataset
 from cft_ray.data.sources import load_source, to_arrow
 from cft_ray.data.subsets import subset_ids
 from cft_ray.data.validate import REASON, split_quarantine, validate_batch
+from cft_ray.steps import StepRunner
 
 log = logging.getLogger(__name__)
 ROW = "row_index"
@@ -45,29 +45,6 @@ class DataSummary:
 
 def _write_jsonl(df: pd.DataFrame, path: Path) -> None:
     df.to_json(path, orient="records", lines=True, force_ascii=False, default_handler=str)
-
-
-class _Steps:
-    """Runs each step once per key; a finished step's counts are read back from ``_SUCCESS``."""
-
-    def __init__(self, work: Path, summary: DataSummary):
-        self.work, self.summary = work, summary
-
-    def run(self, name: str, key: str, fn: Callable[[Path], dict[str, Any]]) -> Path:
-        directory = self.work / f"{name}-{key}"
-        done = directory / "_SUCCESS"
-        if done.exists():
-            counts = json.loads(done.read_text())
-            log.info("data %s: done before (%s), skipped: %s", name, directory.name, counts)
-        else:
-            directory.mkdir(parents=True, exist_ok=True)
-            log.info("data %s: running -> %s", name, directory)
-            start = time.perf_counter()
-            counts = {**fn(directory), "seconds": round(time.perf_counter() - start, 2)}
-            done.write_text(json.dumps(counts, default=str))
-            log.info("data %s: %s", name, counts)
-        self.summary.steps[name] = counts
-        return directory
 
 
 def _dataset(df: pd.DataFrame):
@@ -135,7 +112,9 @@ def _clean(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[str
     if d.dedup:
         ds = ds.map_batches(decontam.dedup_key_batch, batch_format="pandas", batch_size=config.data.batch_size)
     if d.enabled:
-        questions, skipped = decontam.load_benchmark_questions(d.benchmarks, d.benchmarks_dir or config.eval.data_dir)
+        questions, skipped = decontam.load_benchmark_questions(
+            d.benchmarks or config.eval.benchmarks, d.benchmarks_dir or config.eval.data_dir
+        )
         index = decontam.BenchmarkIndex(questions, d.ngram)
         ds = ds.map_batches(decontam.Decontaminate, fn_constructor_kwargs={"index": index},
                             compute=ray.data.ActorPoolStrategy(size=1), batch_format="pandas",
@@ -158,6 +137,12 @@ def _clean(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[str
     return counts
 
 
+def _teacher_counts(summary) -> dict[str, Any]:
+    return {"ok": summary.ok, "error": summary.error, "cached": summary.cached,
+            "prompt_tokens": summary.prompt_tokens, "completion_tokens": summary.completion_tokens,
+            "dollars": round(summary.dollars, 4)}
+
+
 def _critique(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[str, Any]:
     """Teacher critiques for rows without one (the released CFT rows carry theirs), plus
     teacher answers when the sft-teacher builder is asked for."""
@@ -177,7 +162,7 @@ def _critique(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[
         to_arrow_parquet(todo, todo_path)
         summary = run_teacher(str(todo_path), config.teacher, directory / "critiques", template=config.teacher.prompt)
         parts.append(pd.read_parquet(summary.output_path))
-        counts["teacher"] = {"ok": summary.ok, "error": summary.error, "cached": summary.cached}
+        counts["teacher"] = _teacher_counts(summary)
     critiqued = pd.concat(parts, ignore_index=True)
     if "sft-teacher" in config.data.builders:
         questions = critiqued.drop_duplicates("question")[["id", "question", "reference_answer", "source"]]
@@ -187,7 +172,7 @@ def _critique(config: PipelineConfig, rows_path: Path, directory: Path) -> dict[
         got = pd.read_parquet(answers.output_path)
         got = got[got["status"] == "ok"][["question", "teacher_answer"]]
         critiqued = critiqued.merge(got, on="question", how="left")
-        counts["teacher_answers"] = {"ok": answers.ok, "error": answers.error, "cached": answers.cached}
+        counts["teacher_answers"] = _teacher_counts(answers)
     to_arrow_parquet(critiqued, directory / "rows.parquet")
     ok = critiqued["status"] == "ok"
     counts.update(rows=len(critiqued), errors=int((~ok).sum()),
@@ -230,7 +215,7 @@ def build_datasets(config: PipelineConfig, output_dir: str | Path) -> DataSummar
     connect(config.ray)
     output_dir = Path(output_dir)
     summary = DataSummary(str(output_dir))
-    steps = _Steps(output_dir / "work", summary)
+    steps = StepRunner(output_dir / "work", "data")
     d = config.data.model_dump(mode="json")
     load_key = section_hash({"sources": d["sources"], "limits": [d["max_question_chars"], d["max_response_chars"]]})
     rows = steps.run("load", load_key, lambda out: _load(config, out)) / "rows.parquet"
@@ -238,7 +223,7 @@ def build_datasets(config: PipelineConfig, output_dir: str | Path) -> DataSummar
     if config.data.generation.enabled:
         key = section_hash([key, d["generation"], config.model.model_dump(mode="json")])
         rows = steps.run("generate", key, lambda out, src=rows: _generate(config, src, out)) / "rows.parquet"
-    key = section_hash([key, d["decontaminate"], config.eval.data_dir])
+    key = section_hash([key, d["decontaminate"], config.eval.data_dir, config.eval.benchmarks])
     rows = steps.run("clean", key, lambda out, src=rows: _clean(config, src, out)) / "rows.parquet"
     key = section_hash([key, config.teacher.model_dump(mode="json"), "sft-teacher" in config.data.builders])
     rows = steps.run("critique", key, lambda out, src=rows: _critique(config, src, out)) / "rows.parquet"
@@ -247,6 +232,7 @@ def build_datasets(config: PipelineConfig, output_dir: str | Path) -> DataSummar
         if stale.parent.name != f"build-{config_hash}":
             stale.unlink()  # the builder folders are shared: only the latest build may be skipped
     steps.run("build", config_hash, lambda out, src=rows: _build(config, src, output_dir, config_hash))
+    summary.steps = {name: dict(result) for name, result in steps.results.items()}
     summary.datasets = summary.steps["build"].pop("datasets")
     (output_dir / "summary.json").write_text(summary.to_json())
     return summary

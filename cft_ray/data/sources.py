@@ -28,6 +28,7 @@ from cft_ray.data.config import SourceConfig
 from cft_ray.data.formats import CFT_INSTRUCTION
 from cft_ray.data.synthetic import arithmetic_problems
 from cft_ray.data.validate import REASON, coerce_types
+from cft_ray.eval.extract import last_boxed
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +41,6 @@ def content_id(source: str, question: str, response: str) -> str:
     """Stable row id: the same source, question and response always get the same id."""
     digest = hashlib.sha256("\x1f".join((source, question, response)).encode())
     return digest.hexdigest()[:20]
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` with matched braces (the reference answer of a solution)."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 0, start + len("\\boxed")
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1 : j]
-    return None
 
 
 def _metamath_answer(row: dict) -> dict:

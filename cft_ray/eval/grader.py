@@ -336,8 +336,6 @@ def _to_sympy(s: str):
 
 def symbolic_equal(p: str, r: str) -> bool:
     """sympy equality of two expressions or equations; numbers compared within 1e-4 relative."""
-    import sympy
-
     try:
         if "=" in p and "=" in r and p.count("=") == r.count("=") == 1:
             (pl, pr), (rl, rr) = p.split("="), r.split("=")
