@@ -9,13 +9,14 @@ SFT_INSTRUCTION = "Please analyze and answer the following question step by step
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 
+def cft_input(question: str, response: str) -> str:
+    """The input of a CFT row: the question and the solution to critique."""
+    return f"Question:\n{question}\n\nSolution:\n{response}\n"
+
+
 def cft_row(question: str, response: str, critique: str) -> dict[str, str]:
     """instruction / input / output of one CFT row; ``critique`` is the teacher's text."""
-    return {
-        "instruction": CFT_INSTRUCTION,
-        "input": f"Question:\n{question}\n\nSolution:\n{response}\n",
-        "output": f"Critique:\n{critique}",
-    }
+    return {"instruction": CFT_INSTRUCTION, "input": cft_input(question, response), "output": f"Critique:\n{critique}"}
 
 
 def sft_row(question: str, answer: str) -> dict[str, str]:

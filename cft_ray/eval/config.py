@@ -25,7 +25,11 @@ class EvalConfig(StrictModel):
     batch_size: int = Field(64, ge=1, description="prompts per engine call; graded rows are saved per batch")
     grade_timeout_s: float = Field(3.0, gt=0, description="hard limit per symbolic comparison (counts wrong)")
     grade_workers: int = Field(2, ge=1, description="sympy worker processes")
-    self_critique: Literal["none", "single-pass"] = Field(
-        "none", description="single-pass: the prompt asks the model to critique and correct itself"
+    self_critique: Literal["none", "single-pass", "two-stage"] = Field(
+        "none",
+        description="single-pass: the prompt asks the model to critique and correct itself; two-stage: "
+        "solve, critique with the CFT prompt, re-solve (sampled) while judged wrong",
     )
+    self_critique_attempts: int = Field(8, ge=1, description="two-stage: most solutions per question")
+    self_critique_temperature: float = Field(0.7, gt=0, description="two-stage: sampling temperature of re-solves")
     seed: int = Field(0, description="engine seed and GPQA option shuffle seed")

@@ -20,6 +20,7 @@ from cft_ray.eval.benchmarks import LETTERS, EvalSample, get_benchmark
 from cft_ray.eval.config import SIX_BENCHMARKS, EvalConfig
 from cft_ray.eval.grader import Grader
 from cft_ray.eval.prompts import STOP_WORDS, render
+from cft_ray.eval.selfcritique import TwoStageGenerator
 from cft_ray.models.generation import EngineSpec, Sampling, generate
 
 log = logging.getLogger(__name__)
@@ -76,15 +77,17 @@ def score_checkpoint(
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     by_id = {s.id: s for s in todo}
-    rows = [{"id": s.id, "benchmark": s.benchmark, "prompt": render(s, config.prompt, model_path,
-             single_pass_critique=config.self_critique == "single-pass")} for s in todo]
+    rows = [{"id": s.id, "benchmark": s.benchmark, "question": s.question, "prompt": render(
+             s, config.prompt, model_path, single_pass_critique=config.self_critique == "single-pass")} for s in todo]
     engine = EngineSpec(
         model=str(model_path), use_gpu=config.use_gpu, tensor_parallel_size=config.tensor_parallel_size,
         num_engines=config.num_engines, seed=config.seed,
         max_model_len=config.max_model_len,
     )
     sampling = Sampling(max_tokens=config.max_tokens, stop=STOP_WORDS, seed=config.seed)
-    dataset = generate(ray.data.from_items(rows), engine, sampling, batch_size=config.batch_size)
+    two_stage = {"generator": TwoStageGenerator, "attempts": config.self_critique_attempts,
+                 "temperature": config.self_critique_temperature} if config.self_critique == "two-stage" else {}
+    dataset = generate(ray.data.from_items(rows), engine, sampling, batch_size=config.batch_size, **two_stage)
     finished = 0
     for batch in dataset.iter_batches(batch_size=config.batch_size, batch_format="pandas"):
         picked = [by_id[i] for i in batch["id"]]
@@ -104,6 +107,8 @@ def score_checkpoint(
             "correct_strict": [g.correct["strict"] for g in grades],
             "correct_cft_compat": [g.correct["cft-compat"] for g in grades],
             "timed_out": [g.timed_out for g in grades],
+            **{col: [v.item() if hasattr(v, "item") else v for v in batch[col]]
+               for col in ("attempts", "self_verdict") if col in batch},
         })
         # Written per batch: a crash loses at most the batches in flight.
         pq.write_table(table, folder / f"part-{uuid.uuid4().hex[:12]}.parquet")
@@ -185,6 +190,7 @@ def write_tables(scores: dict[str, dict], benchmarks: list[str], stem: Path) -> 
         ax.bar([i + k * width for i in range(len(columns))], values, width, label=name)
     ax.set_xticks([i + width * (len(scores) - 1) / 2 for i in range(len(columns))], [LABELS.get(c, c) for c in columns])
     ax.set_ylabel("accuracy % (cft-compat)")
+    ax.set_ylim(0, 100)  # a fixed scale, so runs compare at a glance and all-zero scores still plot
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(paths["png"], dpi=120)
@@ -219,6 +225,7 @@ def select_checkpoint(
         ax.plot([p["step"] for p in curve], [p[col.removeprefix("correct_")] for p in curve], marker="o", label=mode)
     ax.set_xlabel("step")
     ax.set_ylabel(f"{config.select_on} accuracy %")
+    ax.set_ylim(0, 100)
     ax.legend()
     fig.tight_layout()
     fig.savefig(output_dir / "selection_curve.png", dpi=120)

@@ -111,13 +111,15 @@ class VLLMGenerator:
         return result
 
 
-def generate(dataset, engine: EngineSpec, sampling: Sampling, batch_size: int = 64):
-    """Add completions to a Ray Dataset with a ``prompt`` column, using ``num_engines`` engines."""
+def generate(dataset, engine: EngineSpec, sampling: Sampling, batch_size: int = 64,
+             generator: type[VLLMGenerator] = VLLMGenerator, **generator_kwargs):
+    """Add completions to a Ray Dataset with a ``prompt`` column, using ``num_engines`` engines
+    of ``generator`` (a :class:`VLLMGenerator` subclass may generate in several rounds)."""
     import ray
 
     return dataset.map_batches(
-        VLLMGenerator,
-        fn_constructor_kwargs={"engine": engine, "sampling": sampling},
+        generator,
+        fn_constructor_kwargs={"engine": engine, "sampling": sampling, **generator_kwargs},
         compute=ray.data.ActorPoolStrategy(size=engine.num_engines),
         batch_size=batch_size,
         num_gpus=engine.tensor_parallel_size if engine.use_gpu else 0,
