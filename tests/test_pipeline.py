@@ -55,14 +55,14 @@ def test_killed_in_training_resumes_and_completes(out_dir):
     stages = out_dir / "smoke" / "stages"
     log = (out_dir / "run1.log").open("w")
     # Run 1 in its own session, with its own local Ray cluster; killed (SIGKILL, the whole
-    # process group: driver, Ray and its workers) once the second checkpoint is being written.
+    # process group: driver, Ray and its workers) as soon as the first checkpoint appears.
     proc = subprocess.Popen(_pipeline_cmd(out_dir), cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.time() + 1200
-    while not list(stages.glob("train-*/checkpoint-8")):
-        assert proc.poll() is None, f"run 1 ended before training reached step 8: {(out_dir / 'run1.log').read_text()[-3000:]}"
-        assert time.time() < deadline, "training did not reach step 8 in time"
-        time.sleep(0.2)
+    while not list(stages.glob("train-*/checkpoint-4/trainer_state.json")):
+        assert proc.poll() is None, f"run 1 ended before training reached step 4: {(out_dir / 'run1.log').read_text()[-3000:]}"
+        assert time.time() < deadline, "training did not reach step 4 in time"
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(2)  # let the killed Ray processes release their ports

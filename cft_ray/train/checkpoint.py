@@ -4,8 +4,10 @@ DeepSpeed state needed to resume inside it (``deepspeed/``), reported to Ray Tra
 Layout of ``checkpoint-<step>/``: ``pytorch_model.bin`` (weights gathered from every rank,
 16-bit under bf16), ``config.json``, ``generation_config.json``, the tokenizer files,
 ``trainer_state.json`` (step, loss) and ``deepspeed/`` (ZeRO partitions, optimizer and
-scheduler). Only the newest checkpoint keeps ``deepspeed/`` on local storage: the older ones
-are for evaluation, and optimizer state is 12 bytes per parameter.
+scheduler). Only the two newest checkpoints keep ``deepspeed/`` on local storage: the older ones
+are for evaluation, and optimizer state is 12 bytes per parameter. Two, not one: a worker's
+report returns before Ray Train's controller has recorded the checkpoint, so a run killed right
+after a report resumes from the checkpoint before it, whose state must still be there.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ def checkpoint_name(step: int) -> str:
     return f"checkpoint-{step}"
 
 
-def save_and_report(engine, tokenizer, step: int, metrics: dict, rank: int, run_dir: str | None, previous_step: int | None) -> None:
+def save_and_report(engine, tokenizer, step: int, metrics: dict, rank: int, run_dir: str | None, stale_step: int | None) -> None:
     """Every rank: gather and write the weights and its ZeRO partition into a local folder,
-    then report it (a barrier; Ray Train merges the ranks' folders into ``checkpoint-<step>``)."""
+    then report it (a barrier; Ray Train merges the ranks' folders into ``checkpoint-<step>``).
+    Rank 0 then drops the resume state of ``stale_step`` (the checkpoint two saves back)."""
     import ray.train
 
     local = Path(tempfile.mkdtemp(prefix=f"cft-ray-ckpt-{step}-rank{rank}-"))
@@ -43,8 +46,8 @@ def save_and_report(engine, tokenizer, step: int, metrics: dict, rank: int, run_
         )
     finally:
         shutil.rmtree(local, ignore_errors=True)
-    if rank == 0 and previous_step is not None and run_dir is not None and "://" not in run_dir:
-        shutil.rmtree(Path(run_dir) / checkpoint_name(previous_step) / STATE_DIR, ignore_errors=True)
+    if rank == 0 and stale_step is not None and run_dir is not None and "://" not in run_dir:
+        shutil.rmtree(Path(run_dir) / checkpoint_name(stale_step) / STATE_DIR, ignore_errors=True)
 
 
 def restore(engine) -> int:

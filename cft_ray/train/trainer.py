@@ -117,7 +117,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     num_params = sum(getattr(p, "ds_numel", p.numel()) for p in engine.module.parameters())
     metrics_path = Path(cfg["output_dir"]) / "metrics.jsonl"
 
-    last_saved = start or None
+    saved = [start] if start else []  # steps whose checkpoints hold resume state, oldest first
     for step in range(start, total_steps):
         began = time.perf_counter()
         micro_batches = [collate(samples, mb, tokenizer.pad_token_id) for mb in plan[step][rank]]
@@ -165,8 +165,9 @@ def train_loop_per_worker(cfg: dict) -> None:
             )
         _maybe_die(cfg, step + 1, rank, world)
         if (step + 1) % t["save_steps"] == 0 or step + 1 == total_steps:
-            save_and_report(engine, tokenizer, step + 1, metrics, rank, cfg["run_dir"], last_saved)
-            last_saved = step + 1
+            stale = saved[-2] if len(saved) >= 2 else None
+            save_and_report(engine, tokenizer, step + 1, metrics, rank, cfg["run_dir"], stale)
+            saved.append(step + 1)
 
 
 def _maybe_die(cfg: dict, step: int, rank: int, world: int) -> None:
