@@ -191,7 +191,7 @@ class TeacherWorker:
                     await self.limiter.settle.remote(charge, p_tok + c_tok, est_cost, cost, limits or None)
                     choice = reply.choices[0] if reply.choices else None
                     content = choice.message.content if choice else None
-                    record = {"content": content, "finish_reason": choice.finish_reason if choice else None,
+                    record = {"content": content, "finish_reason": (choice.finish_reason or "") if choice else "",
                               "prompt_tokens": p_tok, "completion_tokens": c_tok, "cost_usd": cost,
                               "model": reply.model or self.s.model, "attempts": attempts}
                     if not content:
@@ -217,7 +217,9 @@ class TeacherWorker:
 
     # ---- records ---------------------------------------------------------------------------
     def _result(self, record: dict, key: str, cached: bool) -> dict:
-        out = {**record, "status": "ok", "error": None, "cached": cached, "request_key": key,
+        # Text columns are never None: a part whose rows all lack a value would be written with
+        # Arrow's null type, and the parts could no longer be read as one table.
+        out = {**record, "status": "ok", "error": "", "cached": cached, "request_key": key,
                "attempts": 0 if cached else record["attempts"]}
         text = out.pop("content")
         if self.template.output_column == "critique":
@@ -227,7 +229,7 @@ class TeacherWorker:
         return out
 
     def _error(self, kind: str, message: str, attempts: int = 0, spent: float = 0.0) -> dict:
-        return {"critique": "", "verdict": "none", "finish_reason": None, "prompt_tokens": 0,
+        return {"critique": "", "verdict": "none", "finish_reason": "", "prompt_tokens": 0,
                 "completion_tokens": 0, "cost_usd": spent, "model": self.s.model, "attempts": attempts,
-                "status": "error", "error": f"{kind}: {message}", "cached": False, "request_key": None,
+                "status": "error", "error": f"{kind}: {message}", "cached": False, "request_key": "",
                 self.template.output_column: ""}
