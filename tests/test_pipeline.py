@@ -13,10 +13,12 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -135,9 +137,11 @@ def test_ray_job_submit_with_token_auth(out_dir, tmp_path):
     env = {**_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     gcs, dashboard = _free_port(), _free_port()
+    # A short temp dir: Ray's Unix socket paths under it must stay within 107 bytes.
+    ray_tmp = tempfile.mkdtemp(prefix="cftjob-", dir="/tmp")
     head = subprocess.Popen(
         ["ray", "start", "--head", "--block", f"--port={gcs}", "--num-cpus=8", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={tmp_path / 'ray'}"],
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={ray_tmp}"],
         env=env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     address = f"http://127.0.0.1:{dashboard}"
@@ -154,8 +158,10 @@ def test_ray_job_submit_with_token_auth(out_dir, tmp_path):
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
         assert "succeeded" in job.stdout.lower()
     finally:
-        os.killpg(head.pid, signal.SIGKILL)
+        if head.poll() is None:
+            os.killpg(head.pid, signal.SIGKILL)
         head.wait()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     summary = _summary(out_dir)
     assert summary["stages"]["data"]["skipped"] and summary["stages"]["train"]["skipped"]
     assert not summary["stages"]["select"]["skipped"] and not summary["stages"]["evaluate"]["skipped"]
