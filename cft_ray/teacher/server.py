@@ -36,8 +36,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from cft_ray.eval.extract import extract_answer
+
 DEFAULT_MODEL = "cft-ray-offline-teacher"
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _STEP = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/x×])\s*(-?\d+(?:\.\d+)?)\s*(?:gives|=|is)\s*(-?\d+(?:\.\d+)?)")
 _USER = re.compile(r"Question:\s*(?P<question>.*?)\n\s*\nSolution:\s*(?P<solution>.*)", re.S)
 
@@ -60,19 +61,6 @@ class Faults:
 def count_tokens(text: str) -> int:
     """A rough, deterministic token count (words and punctuation marks)."""
     return len(re.findall(r"\w+|[^\w\s]", text))
-
-
-def final_answer(solution: str) -> str | None:
-    """The last ``\\boxed{...}`` (balanced braces), else the last number, else None."""
-    start = solution.rfind("\\boxed{")
-    if start >= 0:
-        depth, i = 1, start + len("\\boxed{")
-        for j in range(i, len(solution)):
-            depth += {"{": 1, "}": -1}.get(solution[j], 0)
-            if depth == 0:
-                return solution[i:j].strip()
-    numbers = _NUMBER.findall(solution)
-    return numbers[-1] if numbers else None
 
 
 def _same_answer(a: str, b: str) -> bool:
@@ -100,7 +88,7 @@ def _check_steps(solution: str) -> tuple[list[str], int]:
 
 def write_critique(question: str, solution: str, reference: str | None) -> str:
     """The offline teacher's critique of one solution, ending with the paper's conclusion line."""
-    answer = final_answer(solution)
+    answer = extract_answer(solution) or None  # the eval stage's extractor, reference order
     if reference is not None:
         if answer is None:
             body, right = "The solution never states a final answer.", False
