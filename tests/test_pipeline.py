@@ -152,11 +152,17 @@ def test_ray_job_submit_with_token_auth(out_dir, tmp_path):
             time.sleep(2)
         submit = ["ray", "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
                   *[a if a != sys.executable else "python" for a in _pipeline_cmd(out_dir, "--set", "eval.limit=8")]]
-        refused = subprocess.run(submit, env={**env, "RAY_AUTH_TOKEN": "not-the-token"}, capture_output=True, text=True, timeout=120)
-        assert refused.returncode != 0
-        job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=1500)
+        # The job API answers before the node's job agent is up ("No available agent"): retry that only.
+        for _ in range(30):
+            job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=1500)
+            if "No available agent" not in job.stdout + job.stderr:
+                break
+            time.sleep(3)
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-2000:]
         assert "succeeded" in job.stdout.lower()
+        # With the agent up, a wrong token is refused (and not for any other reason).
+        refused = subprocess.run(submit, env={**env, "RAY_AUTH_TOKEN": "not-the-token"}, capture_output=True, text=True, timeout=120)
+        assert refused.returncode != 0 and "No available agent" not in refused.stdout + refused.stderr
     finally:
         if head.poll() is None:
             os.killpg(head.pid, signal.SIGKILL)
