@@ -1,4 +1,4 @@
-"""``cft-ray``: one command, a subcommand per stage.
+"""cft-ray: one command, a subcommand per stage.
 
 Each stage package registers its subcommands in its own ``cli.py`` (a ``register(subparsers)``
 function); this module only wires them together and owns the shared config options.
