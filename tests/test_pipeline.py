@@ -136,12 +136,15 @@ def test_ray_job_submit_with_token_auth(out_dir, tmp_path):
     token = secrets.token_hex(16)
     env = {**_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    gcs, dashboard = _free_port(), _free_port()
+    gcs, dashboard, agent_http, agent_grpc, runtime_env, metrics = (_free_port() for _ in range(6))
     # A short temp dir: Ray's Unix socket paths under it must stay within 107 bytes.
     ray_tmp = tempfile.mkdtemp(prefix="cftjob-", dir="/tmp")
     head = subprocess.Popen(
         ["ray", "start", "--head", "--block", f"--port={gcs}", "--num-cpus=8", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={ray_tmp}"],
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", f"--temp-dir={ray_tmp}",
+         # The session's own Ray cluster already holds the agents' default ports (52365 ...).
+         f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
+         f"--runtime-env-agent-port={runtime_env}", f"--metrics-export-port={metrics}"],
         env=env, stdout=(tmp_path / "head.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     address = f"http://127.0.0.1:{dashboard}"
