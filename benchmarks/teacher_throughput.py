@@ -1,7 +1,9 @@
 """Teacher throughput against a rate-limited server: cft-ray's actor pool vs Ray Data's HTTP processor.
 
-The offline teacher runs with 50 ms latency and its own limit (default 6,000 requests/min, 429 with
-Retry-After above it). Four runs over the same rows, each through a real Ray Data actor pool:
+The offline teacher runs in its own process (as a real API is a separate service: in the driver it
+would share the GIL with Ray Data's executor and stall), with 50 ms latency and its own limit
+(default 6,000 requests/min, 429 with Retry-After above it). Four runs over the same rows, each
+through a real Ray Data actor pool:
 
   clean      run_teacher, fresh cache: rows/s as a fraction of the limit (goal >= 0.97, no row lost)
   faults     10% 429 + 5% 500 injected (they count against the limit; ceiling ~0.85; goal >= 0.80)
@@ -17,21 +19,25 @@ for) and the server's busy window (first request to last answer: the steady-stat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import ray
+import requests
 
 from cft_ray.data.synthetic import arithmetic_problems
 from cft_ray.raycluster import connect
 from cft_ray.teacher import run_teacher
 from cft_ray.teacher.config import TeacherConfig
 from cft_ray.teacher.prompts import build_messages, get_template
-from cft_ray.teacher.server import OfflineTeacherServer
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -40,14 +46,43 @@ def rows(n: int) -> ray.data.Dataset:
     return ray.data.from_items([{"id": f"b{i}", **r} for i, r in enumerate(arithmetic_problems(n, seed=7))])
 
 
+@contextlib.contextmanager
+def teacher_server(args, **faults: float):
+    """``python -m cft_ray.teacher.server`` on a free loopback port; yields its /v1 base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in {"latency_s": args.latency, **faults}.items()]
+    proc = subprocess.Popen([sys.executable, "-m", "cft_ray.teacher.server", f"--port={port}", "--seed=1",
+                             f"--requests-per-minute={args.rpm}", *flags])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"{base}/v1/models", timeout=5).ok:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the offline teacher did not start (exit code {proc.poll()})")
+            time.sleep(0.2)
+        yield f"{base}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def server_stats(base_url: str) -> dict:
+    return requests.get(base_url.removesuffix("/v1") + "/stats", timeout=10).json()
+
+
 def ours(name: str, args, work: Path, cache: Path, **faults) -> dict:
     limit = args.rpm / 60
-    with OfflineTeacherServer(latency_s=args.latency, requests_per_minute=args.rpm, seed=1, **faults) as srv:
-        config = TeacherConfig(base_url=srv.base_url, model="gpt-4o", requests_per_minute=args.rpm,
+    with teacher_server(args, **faults) as base_url:
+        config = TeacherConfig(base_url=base_url, model="gpt-4o", requests_per_minute=args.rpm,
                                tokens_per_minute=1e9, num_actors=args.actors, batch_size=args.batch_size,
                                max_concurrency=64, max_attempts=10, cache_dir=str(cache))
         summary = run_teacher(rows(args.rows), config, work / name)
-        stats = srv.stats()
+        stats = server_stats(base_url)
     df = pd.read_parquet(summary.output_path)
     ok = df[df["status"] == "ok"]
     return {
@@ -67,10 +102,10 @@ def baseline(args) -> dict:
     from ray.data.llm import HttpRequestProcessorConfig, build_processor
 
     template, limit = get_template("cft-critique-v1"), args.rpm / 60
-    with OfflineTeacherServer(latency_s=args.latency, requests_per_minute=args.rpm, seed=1) as srv:
+    with teacher_server(args) as base_url:
         processor = build_processor(
             HttpRequestProcessorConfig(
-                url=f"{srv.base_url}/chat/completions", headers={"Authorization": "Bearer EMPTY"},
+                url=f"{base_url}/chat/completions", headers={"Authorization": "Bearer EMPTY"},
                 batch_size=args.batch_size, concurrency=args.actors, qps=int(limit / args.actors), max_retries=5,
             ),
             preprocess=lambda row: {"payload": {"model": "gpt-4o", "messages": build_messages(template, row),
@@ -85,7 +120,7 @@ def baseline(args) -> dict:
         except Exception as exc:  # it fails the whole dataset when a row's retries run out
             done, failure = 0, f"{type(exc).__name__}: {str(exc)[:200]}"
         seconds = time.monotonic() - started
-        stats = srv.stats()
+        stats = server_stats(base_url)
     return {"run": "baseline: ray.data.llm HttpRequestProcessorConfig", "rows": args.rows, "ok": done,
             "error": args.rows - done, "failure": failure, "seconds": seconds, "rows_per_s": done / seconds,
             "ratio_end_to_end": done / seconds / limit, "server_busy_s": stats["busy_s"],

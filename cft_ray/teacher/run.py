@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -206,11 +207,15 @@ def _run(ds, config, output_dir, template, base_url, cache_uri, dry_run) -> Teac
 
     limiter = SharedLimiter.remote(config.requests_per_minute, config.tokens_per_minute, config.budget_usd)
     started = time.monotonic()
+    # A batch finishes with its slowest row (a retry can take seconds), so each actor works on
+    # several batches at once, enough to keep its request slots busy while stragglers retry.
+    batches_per_actor = max(2, math.ceil(4 * config.max_concurrency / config.batch_size))
     # One block per batch, so the pool's actors all get work from the first rows on.
     results = ds.repartition(target_num_rows_per_block=config.batch_size).map_batches(
         TeacherWorker,
         fn_constructor_kwargs={"settings": settings, "api_key": key, "limiter": limiter},
-        compute=ray.data.ActorPoolStrategy(size=config.num_actors),
+        compute=ray.data.ActorPoolStrategy(size=config.num_actors, max_concurrent_calls_per_actor=batches_per_actor,
+                                           max_tasks_in_flight_per_actor=2 * batches_per_actor),
         batch_size=config.batch_size, batch_format="pandas", num_cpus=config.actor_num_cpus,
     )
     out = f"{output_dir.rstrip('/')}/critiques"
