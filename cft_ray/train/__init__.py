@@ -126,7 +126,9 @@ def _fit(config: PipelineConfig, model_path: str, samples, plan, output_dir: Pat
     connect(config.ray)
     if t.use_gpu:
         require_gpus(t.num_workers, "training")
-    storage, name = (config.ray.storage_path, f"{config.name}-train") if config.ray.storage_path else (
+    # Named after the output folder (the pipeline's is keyed by the train config), so a changed
+    # config never resumes another run's checkpoints from a shared storage_path.
+    storage, name = (config.ray.storage_path, f"{config.name}-{output_dir.name}") if config.ray.storage_path else (
         str(output_dir.parent), output_dir.name)
     kill_at = os.environ.get(KILL_ENV)
     trainer = TorchTrainer(
@@ -149,7 +151,27 @@ def _fit(config: PipelineConfig, model_path: str, samples, plan, output_dir: Pat
         ),
     )
     result = trainer.fit()
-    return sorted((int(m["step"]), Path(c.path)) for c, m in result.best_checkpoints)
+    return sorted(_local_checkpoint(c, int(m["step"]), output_dir) for c, m in result.best_checkpoints)
+
+
+def _local_checkpoint(checkpoint, step: int, output_dir: Path) -> tuple[int, Path]:
+    """(step, a local HF folder): vLLM and transformers load local paths, so a checkpoint that
+    Ray Train keeps on object storage (``ray.storage_path=s3://...``) is downloaded into
+    ``output_dir``, without its DeepSpeed resume state (that stays with Ray Train)."""
+    import pyarrow.fs as pafs
+
+    from cft_ray.train.checkpoint import STATE_DIR, checkpoint_name
+
+    fs, root = checkpoint.filesystem, checkpoint.path.rstrip("/")
+    if isinstance(fs, pafs.LocalFileSystem):
+        return step, Path(root)
+    local = output_dir / checkpoint_name(step)
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        relative = info.path[len(root) + 1:]
+        if info.type == pafs.FileType.File and not relative.startswith(f"{STATE_DIR}/"):
+            (local / relative).parent.mkdir(parents=True, exist_ok=True)
+            pafs.copy_files(info.path, str(local / relative), source_filesystem=fs)
+    return step, local
 
 
 def _dedupe_metrics(path: Path) -> Path:
