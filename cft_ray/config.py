@@ -22,9 +22,9 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from cft_ray.config_base import ConfigError, StrictModel
-
 from cft_ray.data.config import DataConfig
 from cft_ray.eval.config import EvalConfig
+from cft_ray.storage import is_remote
 from cft_ray.teacher.config import TeacherConfig
 from cft_ray.train.config import TrainConfig
 from cft_ray.tune.config import TuneConfig
@@ -86,7 +86,13 @@ class PipelineConfig(StrictModel):
 
     name: str = "cft-run"
     preset: str | None = Field(None, description="the preset this config started from")
-    output_dir: str = "runs"
+    output_dir: str = Field(
+        "runs", description="where runs go: a local folder, or object storage for the pipeline "
+        "(s3://bucket/prefix, gs://..., any URI pyarrow opens)"
+    )
+    work_dir: str = Field(
+        "~/.cache/cft-ray/runs", description="local working copy of runs whose output_dir is object storage"
+    )
     model: ModelConfig = ModelConfig()
     ray: RayConfig = RayConfig()
     data: DataConfig = DataConfig()
@@ -114,7 +120,16 @@ class PipelineConfig(StrictModel):
         return self
 
     @property
+    def run_uri(self) -> str | None:
+        """The run's object-storage location, or None for a run in a local folder."""
+        return f"{self.output_dir.rstrip('/')}/{self.name}" if is_remote(self.output_dir) else None
+
+    @property
     def run_dir(self) -> Path:
+        """The run's local folder: the run itself, or the working copy of one on object storage."""
+        if self.run_uri:
+            scheme, rest = self.run_uri.split("://", 1)
+            return Path(self.work_dir).expanduser() / scheme / rest
         return Path(self.output_dir).expanduser() / self.name
 
     @property

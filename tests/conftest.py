@@ -96,3 +96,22 @@ def vllm_openai_server(tiny_model_dir):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket():
+    """Object storage for run directories: a moto S3 server on loopback (the real S3 protocol
+    over a real socket; a cloud bucket cannot exist here). Sets the ``AWS_*`` variables that
+    pyarrow reads, for this process and the subprocesses it starts; yields ``s3://<bucket>``."""
+    import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="cft-ray-test", AWS_SECRET_ACCESS_KEY="cft-ray-test",
+                      AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+    pafs.S3FileSystem(endpoint_override=endpoint, allow_bucket_creation=True).create_dir("cft-runs")
+    yield "s3://cft-runs"
+    server.stop()

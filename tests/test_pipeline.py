@@ -1,7 +1,7 @@
 """The smoke pipeline end to end (real Ray, vLLM CPU, DeepSpeed CPU, the offline teacher on
 loopback): a run killed during training resumes and completes, its artifacts and report are
 right, a second run skips every stage, and ``ray job submit`` to a token-authenticated local
-cluster runs it as a job.
+cluster runs it as a job with its run directory on object storage.
 
 The tests of this module share one run directory and run in file order (each builds on the
 previous run's stages), which keeps the whole module at one full pipeline run plus reruns.
@@ -34,8 +34,9 @@ def out_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("pipeline")
 
 
-def _pipeline_cmd(out_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "jobs/full_pipeline.py", "--preset", "smoke", "--set", f"output_dir={out_dir}", *OVERRIDES, *extra]
+def _pipeline_cmd(output_dir: Path | str, *extra: str) -> list[str]:
+    return [sys.executable, "jobs/full_pipeline.py", "--preset", "smoke", "--set", f"output_dir={output_dir}",
+            *OVERRIDES, *extra]
 
 
 def _env() -> dict[str, str]:
@@ -130,9 +131,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ray_job_submit_with_token_auth(out_dir, tmp_path):
-    """A head node started by the test with token authentication; the smoke pipeline submitted
-    as a job with the token (a changed eval setting, so the eval stages run inside the job)."""
+def test_ray_job_submit_with_token_auth_to_object_storage(s3_bucket, tmp_path):
+    """A head node started by the test with token authentication runs the smoke pipeline as a job,
+    its run directory and Ray Train's storage on object storage (S3 protocol, moto on loopback). Then, as from another
+    machine (an empty working copy), a plain rerun finds every stage done and downloads what the
+    report reads."""
+    from test_storage import _remote_files
+
+    run_uri = f"{s3_bucket}/job-{secrets.token_hex(4)}"
     token = secrets.token_hex(16)
     env = {**_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -153,8 +159,11 @@ def test_ray_job_submit_with_token_auth(out_dir, tmp_path):
         while subprocess.run(["ray", "job", "list", "--address", address], env=env, capture_output=True).returncode:
             assert head.poll() is None and time.time() < deadline, (tmp_path / "head.log").read_text()[-3000:]
             time.sleep(2)
+        # Ray Train's checkpoints on the object store too; evaluation gets local copies of them.
+        job_cmd = _pipeline_cmd(run_uri, "--set", f"work_dir={tmp_path / 'job-node'}",
+                                "--set", f"ray.storage_path={run_uri}/ray")
         submit = ["ray", "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
-                  *[a if a != sys.executable else "python" for a in _pipeline_cmd(out_dir, "--set", "eval.limit=8")]]
+                  *[a if a != sys.executable else "python" for a in job_cmd]]
         # The job API answers before the node's job agent is up ("No available agent"): retry that only.
         for _ in range(30):
             job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=1500)
@@ -171,7 +180,28 @@ def test_ray_job_submit_with_token_auth(out_dir, tmp_path):
             os.killpg(head.pid, signal.SIGKILL)
         head.wait()
         shutil.rmtree(ray_tmp, ignore_errors=True)
-    summary = _summary(out_dir)
-    assert summary["stages"]["data"]["skipped"] and summary["stages"]["train"]["skipped"]
-    assert not summary["stages"]["select"]["skipped"] and not summary["stages"]["evaluate"]["skipped"]
-    assert (out_dir / "smoke" / "report" / "report.md").exists()
+    remote = _remote_files(f"{run_uri}/smoke")
+    for stage in ("data", "train", "select", "evaluate"):
+        assert any(f.startswith(f"stages/{stage}-") and f.endswith("/_SUCCESS") for f in remote), stage
+    assert any(f.startswith("stages/train-") and f.endswith("checkpoint-12/config.json") for f in remote)
+    ray_train = _remote_files(f"{run_uri}/ray")
+    assert any("checkpoint-12/deepspeed/state/" in f and f.endswith(".pt") for f in ray_train), \
+        sorted(ray_train)[:20]
+    assert not any("/deepspeed/" in f for f in remote), "resume state stays with Ray Train, not in the run folder"
+    assert any(f.startswith("teacher-cache/") for f in remote), "paid answers are cached on the object store"
+    job_summary = json.loads(remote["pipeline.json"])
+    assert not any(stage["skipped"] for stage in job_summary["stages"].values())
+    assert b"## Final evaluation" in remote["report/report.md"]
+
+    other = tmp_path / "other-machine"
+    rerun = subprocess.run(_pipeline_cmd(run_uri, "--set", f"work_dir={other}"), cwd=REPO, env=_env(),
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert rerun.stdout.count("skipped (done before)") == 4
+    (local,) = other.glob("s3/**/smoke")
+    summary = json.loads((local / "pipeline.json").read_text())
+    assert [stage["key"] for stage in summary["stages"].values()] == [
+        stage["key"] for stage in job_summary["stages"].values()]
+    best = json.loads(next((local / "stages").glob("select-*/_SUCCESS")).read_text())["best"]
+    assert Path(best["path"]).is_relative_to(local) and (Path(best["path"]) / "config.json").exists()
+    assert "## Final evaluation" in (local / "report" / "report.md").read_text()
