@@ -10,7 +10,7 @@ from cft_ray.config import load_config
 from cft_ray.data.formats import DEFAULT_SYSTEM_PROMPT, cft_row, render_chat, render_target
 from cft_ray.data.synthetic import arithmetic_problems
 from cft_ray.train import TrainDataError, train
-from cft_ray.train.dataset import IGNORE_INDEX, collate, plan_steps, tokenize_rows
+from cft_ray.train.dataset import IGNORE_INDEX, collate, plan_steps, rank_rows, tokenize_rows
 from cft_ray.train.trainer import token_loss_sum
 
 
@@ -111,6 +111,25 @@ def test_plan_gives_every_rank_the_same_number_of_micro_batches():
         assert len(step[0]) == len(step[1])
     assert len(plan_steps(lengths, global_batch_size=6, num_workers=2, micro_batch_size=1, num_epochs=1.0,
                           max_steps=5, packing=False, cutoff_len=310, seed=1)) == 5
+
+
+
+def test_rank_rows_are_each_ranks_plan_in_order_with_the_global_counts(tokenizer):
+    samples, _ = tokenize_rows(cft_rows(10), tokenizer, DEFAULT_SYSTEM_PROMPT, cutoff_len=2048)
+    plan = plan_steps(samples.lengths(), global_batch_size=4, num_workers=2, micro_batch_size=1, num_epochs=1.0,
+                      max_steps=None, packing=False, cutoff_len=2048, seed=0)
+    rows = rank_rows(samples, plan, tokenizer.pad_token_id)
+    assert len(rows) == 2 and len(plan) == 3
+    for rank, own in enumerate(rows):
+        assert [(r["step"], r["micro_batch"]) for r in own] == [
+            (s, i) for s, step in enumerate(plan) for i in range(len(step[rank]))]
+        for r in own:
+            expected = collate(samples, plan[r["step"]][rank][r["micro_batch"]], tokenizer.pad_token_id)
+            assert all(np.array_equal(r[k], v) for k, v in expected.items())
+    for s, step in enumerate(plan):
+        ids = [i for mbs in step for mb in mbs for seq in mb for i in seq]
+        counts = {(r["step_loss_tokens"], r["step_tokens"]) for own in rows for r in own if r["step"] == s}
+        assert counts == {(sum(samples.num_loss_tokens(i) for i in ids), int(samples.lengths()[ids].sum()))}
 
 
 def _write(rows: list[dict], path) -> str:

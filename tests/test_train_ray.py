@@ -12,6 +12,7 @@ import pytest
 
 from cft_ray.config import load_config
 from cft_ray.train import train
+from cft_ray.train.dataset import plan_steps, read_rows, tokenize_rows
 from cft_ray.train.trainer import KILL_ENV
 
 from test_train_data import _write, cft_rows
@@ -48,6 +49,7 @@ def test_zero3_overfits_and_checkpoint_loads_in_transformers_and_vllm(ray_cluste
     assert [r["step"] for r in records] == list(range(1, 11))
     assert records[-1]["loss"] < 0.75 * records[0]["loss"]  # 24 rows seen 3+ times: it memorises
     assert all(r["tokens_per_s"] > 0 and 0 <= r["padding_fraction"] < 1 for r in records)
+    assert [(r["micro_batches"], r["loss_tokens"]) for r in records] == _read_per_step(config, data)
     assert result.loss_curve_png.stat().st_size > 0
     final = result.final_checkpoint
     assert final.name == "checkpoint-10" and json.loads((final / "trainer_state.json").read_text())["step"] == 10
@@ -75,6 +77,22 @@ def _base(config) -> str:
     return resolve_model(config.model)
 
 
+def _read_per_step(config, data) -> list[tuple[int, int]]:
+    """What the workers must read from their Ray Dataset shards at each step, all ranks together:
+    (micro batches, loss tokens), from the plan recomputed here."""
+    from transformers import AutoTokenizer
+
+    t = config.train
+    samples, _ = tokenize_rows(read_rows(data), AutoTokenizer.from_pretrained(_base(config)), t.system_prompt,
+                               t.cutoff_len)
+    plan = plan_steps(samples.lengths(), global_batch_size=t.global_batch_size, num_workers=t.num_workers,
+                      micro_batch_size=t.micro_batch_size, num_epochs=t.num_epochs, max_steps=t.max_steps,
+                      packing=t.packing, cutoff_len=t.cutoff_len, seed=t.seed)
+    return [(sum(len(mbs) for mbs in step),
+             sum(samples.num_loss_tokens(s) for mbs in step for mb in mbs for seq in mb for s in seq))
+            for step in plan]
+
+
 def test_zero2_worker_killed_mid_run_resumes_and_finishes(ray_cluster, tmp_path, monkeypatch):
     from transformers import get_cosine_schedule_with_warmup
     import torch
@@ -91,6 +109,9 @@ def test_zero2_worker_killed_mid_run_resumes_and_finishes(ray_cluster, tmp_path,
     assert json.loads((result.final_checkpoint / "trainer_state.json").read_text())["step"] == 6
     records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    # Before and after the restart, every step trained on exactly its planned micro batches, read
+    # from the workers' Ray Dataset shards (the restarted workers skipped the steps already done).
+    assert [(r["micro_batches"], r["loss_tokens"]) for r in records] == _read_per_step(config, data)
     # The scheduler was restored with the optimizer: every step used the planned learning rate.
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     sched = get_cosine_schedule_with_warmup(opt, math.ceil(0.2 * 6), 6)

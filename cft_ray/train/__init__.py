@@ -1,10 +1,11 @@
 """cft-ray train: CFT and SFT fine-tuning with DeepSpeed ZeRO on Ray Train.
 
 ``train(config, dataset_path, output_dir)`` checks the data and the model before any worker
-starts, plans every optimizer step, runs a ``TorchTrainer`` that resumes from its latest
-checkpoint after a failure, and returns the checkpoints (``checkpoint-<step>`` Hugging Face
-folders that vLLM loads), the per-step metrics and a loss curve. Every method (CFT, SFT,
-SFT-verified, SFT-teacher) is this trainer on a different dataset.
+starts, plans every optimizer step, runs a ``TorchTrainer`` whose workers each read their planned
+micro batches from their own Ray Dataset and which resumes from its latest checkpoint after a
+failure, and returns the checkpoints (``checkpoint-<step>`` Hugging Face folders that vLLM
+loads), the per-step metrics and a loss curve. Every method (CFT, SFT, SFT-verified,
+SFT-teacher) is this trainer on a different dataset.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cft_ray.train.dataset import TrainDataError, plan_steps, read_rows, tokenize_rows, write_dropped
+from cft_ray.train.dataset import TrainDataError, plan_steps, rank_rows, read_rows, tokenize_rows, write_dropped
 
 if TYPE_CHECKING:  # cft_ray.config imports this package's config module
     from cft_ray.config import PipelineConfig
@@ -103,7 +104,8 @@ def train(config: PipelineConfig, dataset_path: str | Path, output_dir: str | Pa
     write_dropped(report, output_dir / "dropped_rows.jsonl")
     log.info("training data: %s; %d optimizer steps", report.summary(), len(plan))
 
-    checkpoints = _fit(config, model_path, samples, plan, output_dir)
+    rows = rank_rows(samples, plan, tokenizer.pad_token_id)
+    checkpoints = _fit(config, model_path, rows, len(plan), float(samples.lengths().mean()), output_dir)
     metrics_path = _dedupe_metrics(output_dir / "metrics.jsonl")
     result = TrainResult(
         checkpoints=checkpoints, metrics_path=metrics_path,
@@ -114,9 +116,13 @@ def train(config: PipelineConfig, dataset_path: str | Path, output_dir: str | Pa
     return result
 
 
-def _fit(config: PipelineConfig, model_path: str, samples, plan, output_dir: Path) -> list[tuple[int, Path]]:
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+def _fit(config: PipelineConfig, model_path: str, rows: list[list[dict]], total_steps: int, mean_sample_len: float,
+         output_dir: Path) -> list[tuple[int, Path]]:
+    """Run the workers; ``rows[rank]`` (see :func:`~cft_ray.train.dataset.rank_rows`) becomes the
+    Ray Dataset ``rank<rank>``, read whole and in order by that rank alone."""
+    import ray.data
+    from ray.data import ExecutionOptions
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from cft_ray.raycluster import connect, require_gpus
@@ -138,12 +144,15 @@ def _fit(config: PipelineConfig, model_path: str, samples, plan, output_dir: Pat
             "model_path": model_path,
             "attn_implementation": attention_implementation(t.attn_implementation, t.use_gpu),
             "grad_accum_steps": config.grad_accum_steps,
-            "data_ref": ray.put((samples, plan)),
+            "total_steps": total_steps,
+            "mean_sample_len": mean_sample_len,
             "output_dir": str(output_dir),
             "run_dir": f"{storage.rstrip('/')}/{name}",
             "kill_at_step": int(kill_at) if kill_at else None,
         },
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu),
+        datasets={f"rank{rank}": ray.data.from_items(r) for rank, r in enumerate(rows)},
+        dataset_config=DataConfig(datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)),
         run_config=RunConfig(
             name=name, storage_path=storage,
             checkpoint_config=CheckpointConfig(num_to_keep=t.num_to_keep),

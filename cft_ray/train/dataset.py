@@ -1,6 +1,6 @@
 """Training samples: alpaca rows -> ChatML token ids with loss on the assistant part only,
-the cutoff policy, and the per-step plan (which samples each worker packs into which
-micro batch) that every worker follows deterministically.
+the cutoff policy, the per-step plan (which samples each worker packs into which micro batch)
+and, from it, the rows of each worker's Ray Dataset: its collated micro batches in plan order.
 
 Rendering goes through :mod:`cft_ray.data.formats`, so the bytes trained on are those of
 reference section 1: ``prompt + output + "<|im_end|>" + "\\n"``. Loss is on
@@ -260,3 +260,23 @@ def collate(samples: Samples, micro_batch: list[list[int]], pad_token_id: int) -
         out["position_ids"][b, : len(ids)] = pos
         out["position_ids"][b, len(ids) :] = np.arange(width - len(ids))  # padding: its own segment
     return out
+
+
+def rank_rows(samples: Samples, plan: list, pad_token_id: int) -> list[list[dict]]:
+    """The plan as the rows of one Ray Dataset per rank: ``rows[rank]`` holds one row per
+    (step, micro batch) of that rank, in plan order, with the collated micro batch and three
+    counts over the whole global batch of its step (every rank, every micro batch):
+    ``step_loss_tokens`` (the loss normaliser, known before the step's first forward),
+    ``step_tokens`` (real tokens) and ``step_positions`` (real and padding)."""
+    lengths = samples.lengths()
+    rows: list[list[dict]] = [[] for _ in plan[0]]
+    for step, per_rank in enumerate(plan):
+        batches = [[collate(samples, mb, pad_token_id) for mb in micro_batches] for micro_batches in per_rank]
+        counts = {
+            "step_loss_tokens": sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for bs in batches for b in bs),
+            "step_tokens": sum(int(lengths[s]) for mbs in per_rank for mb in mbs for seq in mb for s in seq),
+            "step_positions": sum(b["input_ids"].size for bs in batches for b in bs),
+        }
+        for rank, bs in enumerate(batches):
+            rows[rank].extend({"step": step, "micro_batch": i, **b, **counts} for i, b in enumerate(bs))
+    return rows

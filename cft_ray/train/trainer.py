@@ -1,10 +1,15 @@
 """The Ray Train worker loop: DeepSpeed ZeRO-2/3, one optimizer step per planned global batch.
 
-Data: the driver tokenises and plans every step (see :mod:`cft_ray.train.dataset`) and ships
-the arrays through Ray's object store; each worker takes ``plan[step][rank]``. We do not
-stream Ray Data shards here because resuming needs the exact data position (``plan[step:]``
-is it), ZeRO needs the same number of forward passes on every rank, and the loss of a step
-is normalised by the token count of the whole global batch, which must be known up front.
+Data: the driver tokenises and plans every step (see :mod:`cft_ray.train.dataset`) and gives
+each rank its own Ray Dataset, ``rank<r>``: one row per (step, micro batch) of that rank, in plan
+order, holding the collated micro batch and the token counts of the step's whole global batch.
+The datasets are not split (``DataConfig(datasets_to_split=[])``): each worker reads its own
+dataset in order and groups the rows by step, so one optimizer step consumes exactly its planned
+micro batches. We do not ``streaming_split`` one dataset because its split is decided at run
+time: resuming needs the exact data position (a restarted worker skips the rows of the steps
+already done), ZeRO needs the same number of forward passes on every rank (the plan pads short
+ranks), and the loss of a step is normalised by the loss-token count of the whole global batch,
+which each row carries, so it is known before the step's first forward.
 
 Loss: the sum of token losses over the global batch divided by its number of loss tokens,
 whatever the packing and however the samples fall on ranks and micro batches, so a packed run
@@ -13,6 +18,7 @@ and an unpacked run learn the same thing.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -72,8 +78,6 @@ def flops_per_token(model_config, num_params: int, mean_seq_len: float) -> float
 
 def train_loop_per_worker(cfg: dict) -> None:
     import deepspeed
-    import numpy as np
-    import ray
     import ray.train
     import ray.train.torch
     import torch
@@ -82,7 +86,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     from transformers.integrations import HfDeepSpeedConfig
 
     from cft_ray.train.checkpoint import restore, save_and_report
-    from cft_ray.train.dataset import collate
+    from cft_ray.train.dataset import IGNORE_INDEX
 
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
@@ -94,9 +98,9 @@ def train_loop_per_worker(cfg: dict) -> None:
     bf16 = bool(t["bf16"] and t["use_gpu"])
     torch.manual_seed(t["seed"])
 
-    samples, plan = ray.get(cfg["data_ref"])
-    total_steps = len(plan)
-    log.info("rank %d: %d samples, %d steps planned; setting up DeepSpeed", rank, len(samples), total_steps)
+    shard = ray.train.get_dataset_shard(f"rank{rank}")
+    total_steps = cfg["total_steps"]
+    log.info("rank %d: %d steps planned; setting up DeepSpeed", rank, total_steps)
     deepspeed.init_distributed(dist_backend="nccl" if t["use_gpu"] else "gloo")
     ds_config = deepspeed_config(t, world, cfg["grad_accum_steps"], bf16)
     # Under ZeRO-3 this makes from_pretrained partition the weights while loading (deepspeed.zero.Init).
@@ -118,43 +122,39 @@ def train_loop_per_worker(cfg: dict) -> None:
     metrics_path = Path(cfg["output_dir"]) / "metrics.jsonl"
 
     saved = [start] if start else []  # steps whose checkpoints hold resume state, oldest first
-    for step in range(start, total_steps):
+    rows = (row for row in shard.iter_rows() if row["step"] >= start)  # in plan order; resume skips done steps
+    for step, micro_batches in itertools.groupby(rows, key=lambda row: row["step"]):
         began = time.perf_counter()
-        micro_batches = [collate(samples, mb, tokenizer.pad_token_id) for mb in plan[step][rank]]
-        # [loss tokens, real tokens, padded positions] of this rank, summed over ranks.
-        counts = torch.tensor(
-            [sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro_batches),
-             sum(sum(len(samples.input_ids(s)) for seq in mb for s in seq) for mb in plan[step][rank]),
-             sum(b["input_ids"].size for b in micro_batches)],
-            dtype=torch.float64, device=device,
-        )
-        dist.all_reduce(counts)
-        loss_tokens, real_tokens, positions = counts.tolist()
         lr = engine.get_lr()[0]
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        for mb in micro_batches:
-            batch = {k: torch.from_numpy(v).to(device) for k, v in mb.items()}
+        totals = torch.zeros(3, dtype=torch.float64, device=device)  # token loss sum, micro batches, loss tokens
+        for row in micro_batches:
+            batch = {k: torch.from_numpy(row[k]).to(device) for k in ("input_ids", "labels", "position_ids")}
             loss = token_loss_sum(engine, batch)
-            loss_sum += loss.detach().double()
             # DeepSpeed averages gradients over ranks; scale so the result is the global token mean.
-            engine.backward(loss * world / loss_tokens, scale_wrt_gas=False)
+            engine.backward(loss * world / row["step_loss_tokens"], scale_wrt_gas=False)
+            totals[0] += loss.detach().double()
+            totals[1] += 1
+            totals[2] += int((row["labels"][:, 1:] != IGNORE_INDEX).sum())
         engine.step()
-        dist.all_reduce(loss_sum)
+        dist.all_reduce(totals)
+        loss_sum, micro_batches_read, loss_tokens_read = totals.tolist()
         seconds = time.perf_counter() - began
+        # Every row of a step carries the counts of the step's whole global batch; `row` is its last.
         metrics = {
             "step": step + 1,
-            "loss": loss_sum.item() / loss_tokens,
+            "loss": loss_sum / row["step_loss_tokens"],
             "lr": lr,
             "grad_norm": float(engine.get_global_grad_norm() or 0.0),
-            "tokens_per_s": real_tokens / seconds,
-            "padding_fraction": 1 - real_tokens / positions,
-            "loss_tokens": int(loss_tokens),
+            "tokens_per_s": row["step_tokens"] / seconds,
+            "padding_fraction": 1 - row["step_tokens"] / row["step_positions"],
+            # What the ranks together read from their Ray Dataset shards this step.
+            "micro_batches": int(micro_batches_read),
+            "loss_tokens": int(loss_tokens_read),
             "seconds": seconds,
         }
         if t["use_gpu"]:
-            mean_len = float(np.mean(samples.lengths()))
-            metrics["mfu"] = flops_per_token(engine.module.config, num_params, mean_len) * metrics["tokens_per_s"] / (
-                t["peak_tflops_per_gpu"] * 1e12 * world)
+            metrics["mfu"] = flops_per_token(engine.module.config, num_params, cfg["mean_sample_len"]) * (
+                metrics["tokens_per_s"] / (t["peak_tflops_per_gpu"] * 1e12 * world))
         if rank == 0:
             with metrics_path.open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
