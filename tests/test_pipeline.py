@@ -27,6 +27,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # A few more steps than the preset so that a kill can land between two checkpoints.
 OVERRIDES = ["--set", "train.max_steps=12", "--set", "train.save_steps=4"]
+JOB_STEPS = ["--set", "train.max_steps=4"]
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +161,9 @@ def test_ray_job_submit_with_token_auth_to_object_storage(s3_bucket, tmp_path):
             assert head.poll() is None and time.time() < deadline, (tmp_path / "head.log").read_text()[-3000:]
             time.sleep(2)
         # Ray Train's checkpoints on the object store too; evaluation gets local copies of them.
+        # One checkpoint (4 steps) keeps this cold run short: selection starts one engine.
         job_cmd = _pipeline_cmd(run_uri, "--set", f"work_dir={tmp_path / 'job-node'}",
-                                "--set", f"ray.storage_path={run_uri}/ray")
+                                "--set", f"ray.storage_path={run_uri}/ray", *JOB_STEPS)
         submit = ["ray", "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
                   *[a if a != sys.executable else "python" for a in job_cmd]]
         # The job API answers before the node's job agent is up ("No available agent"): retry that only.
@@ -183,9 +185,9 @@ def test_ray_job_submit_with_token_auth_to_object_storage(s3_bucket, tmp_path):
     remote = _remote_files(f"{run_uri}/smoke")
     for stage in ("data", "train", "select", "evaluate"):
         assert any(f.startswith(f"stages/{stage}-") and f.endswith("/_SUCCESS") for f in remote), stage
-    assert any(f.startswith("stages/train-") and f.endswith("checkpoint-12/config.json") for f in remote)
+    assert any(f.startswith("stages/train-") and f.endswith("checkpoint-4/config.json") for f in remote)
     ray_train = _remote_files(f"{run_uri}/ray")
-    assert any("checkpoint-12/deepspeed/state/" in f and f.endswith(".pt") for f in ray_train), \
+    assert any("checkpoint-4/deepspeed/state/" in f and f.endswith(".pt") for f in ray_train), \
         sorted(ray_train)[:20]
     assert not any("/deepspeed/" in f for f in remote), "resume state stays with Ray Train, not in the run folder"
     assert any(f.startswith("teacher-cache/") for f in remote), "paid answers are cached on the object store"
@@ -194,7 +196,7 @@ def test_ray_job_submit_with_token_auth_to_object_storage(s3_bucket, tmp_path):
     assert b"## Final evaluation" in remote["report/report.md"]
 
     other = tmp_path / "other-machine"
-    rerun = subprocess.run(_pipeline_cmd(run_uri, "--set", f"work_dir={other}"), cwd=REPO, env=_env(),
+    rerun = subprocess.run(_pipeline_cmd(run_uri, "--set", f"work_dir={other}", *JOB_STEPS), cwd=REPO, env=_env(),
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert rerun.stdout.count("skipped (done before)") == 4
