@@ -278,5 +278,8 @@ def rank_rows(samples: Samples, plan: list, pad_token_id: int) -> list[list[dict
             "step_positions": sum(b["input_ids"].size for bs in batches for b in bs),
         }
         for rank, bs in enumerate(batches):
-            rows[rank].extend({"step": step, "micro_batch": i, **b, **counts} for i, b in enumerate(bs))
+            # int32 in the object store (half of int64: token ids, labels and positions all fit);
+            # the worker widens them to the int64 torch wants.
+            rows[rank].extend({"step": step, "micro_batch": i, **{k: v.astype(np.int32) for k, v in b.items()},
+                               **counts} for i, b in enumerate(bs))
     return rows

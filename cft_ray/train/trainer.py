@@ -128,7 +128,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         lr = engine.get_lr()[0]
         totals = torch.zeros(3, dtype=torch.float64, device=device)  # token loss sum, micro batches, loss tokens
         for row in micro_batches:
-            batch = {k: torch.from_numpy(row[k]).to(device) for k in ("input_ids", "labels", "position_ids")}
+            batch = {k: torch.from_numpy(row[k]).to(device, torch.long) for k in ("input_ids", "labels", "position_ids")}
             loss = token_loss_sum(engine, batch)
             # DeepSpeed averages gradients over ranks; scale so the result is the global token mean.
             engine.backward(loss * world / row["step_loss_tokens"], scale_wrt_gas=False)
