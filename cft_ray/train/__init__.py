@@ -151,7 +151,7 @@ def _fit(config: PipelineConfig, model_path: str, rows: list[list[dict]], total_
             "kill_at_step": int(kill_at) if kill_at else None,
         },
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu),
-        datasets={f"rank{rank}": ray.data.from_items(r) for rank, r in enumerate(rows)},
+        datasets={f"rank{rank}": _rank_dataset(r) for rank, r in enumerate(rows)},
         dataset_config=DataConfig(datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)),
         run_config=RunConfig(
             name=name, storage_path=storage,
@@ -161,6 +161,15 @@ def _fit(config: PipelineConfig, model_path: str, rows: list[list[dict]], total_
     )
     result = trainer.fit()
     return sorted(_local_checkpoint(c, int(m["step"]), output_dir) for c, m in result.best_checkpoints)
+
+
+def _rank_dataset(rows: list[dict]):
+    import ray.data
+
+    ds = ray.data.from_items(rows)
+    # No Ray Data progress bars in the workers' logs: the trainer prints its own line per step.
+    ds.context.enable_progress_bars = False
+    return ds
 
 
 def _local_checkpoint(checkpoint, step: int, output_dir: Path) -> tuple[int, Path]:
