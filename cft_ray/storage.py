@@ -26,6 +26,11 @@ def is_remote(location: str | Path) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
+def as_uri(path_or_uri: str) -> str:
+    """A URI pyarrow understands, for a local path (made absolute) or a URI (kept)."""
+    return path_or_uri if "://" in path_or_uri else Path(path_or_uri).expanduser().resolve().as_uri()
+
+
 class RunStore:
     """A run folder on object storage (``uri``) mirrored by a local working copy (``local``)."""
 
@@ -43,10 +48,6 @@ class RunStore:
 
     def exists(self, relative: str) -> bool:
         return self.fs.get_file_info(self._remote(relative)).type != pafs.FileType.NotFound
-
-    def read_text(self, relative: str) -> str:
-        with self.fs.open_input_stream(self._remote(relative)) as f:
-            return f.read().decode()
 
     def write_text(self, relative: str, text: str) -> None:
         with self.fs.open_output_stream(self._remote(relative)) as f:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+from cft_ray.storage import as_uri
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
@@ -74,8 +75,3 @@ class ResponseCache:
         except FileNotFoundError:
             return []
         return [i.base_name[:-5] for i in infos if i.base_name.endswith(".json") and not i.base_name.startswith(".")]
-
-
-def as_uri(path_or_uri: str) -> str:
-    """A URI pyarrow understands, for a local path (made absolute) or a URI (kept)."""
-    return path_or_uri if "://" in path_or_uri else Path(path_or_uri).expanduser().resolve().as_uri()

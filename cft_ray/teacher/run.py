@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 import ray
 
 from cft_ray.config_base import ConfigError
-from cft_ray.teacher.cache import ResponseCache, as_uri, request_key, url_family
+from cft_ray.storage import as_uri
+from cft_ray.teacher.cache import ResponseCache, request_key, url_family
 from cft_ray.teacher.client import CallSettings, Secret, TeacherWorker, check_row, estimate_tokens, scrub
 from cft_ray.teacher.config import TeacherConfig
 from cft_ray.teacher.limiter import SharedLimiter

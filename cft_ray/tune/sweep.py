@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from cft_ray.config import ConfigError, PipelineConfig, section_hash
 from cft_ray.pipeline import training_set
+from cft_ray.storage import as_uri
 from cft_ray.tune.analysis import BASE_CONFIG_FILE
 from cft_ray.tune.config import SIZE_KEY
 
@@ -176,7 +177,7 @@ def _concurrency(config: PipelineConfig) -> int:
 
 def _file(uri_or_path: str) -> tuple[pyarrow.fs.FileSystem, str]:
     """A file of the experiment folder, local or on s3:// / gs://."""
-    return pyarrow.fs.FileSystem.from_uri(uri_or_path if "://" in uri_or_path else str(Path(uri_or_path).resolve()))
+    return pyarrow.fs.FileSystem.from_uri(as_uri(uri_or_path))
 
 
 def _save_base_config(experiment: str, config: PipelineConfig, resuming: bool) -> None:
