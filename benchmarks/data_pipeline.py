@@ -22,9 +22,9 @@ import psutil
 
 from cft_ray.data import decontam
 from cft_ray.data.builders import build_rows
-from cft_ray.data.config import SourceConfig
+from cft_ray.config import SourceConfig
 from cft_ray.data.sources import normalise
-from cft_ray.data.synthetic import arithmetic_problems
+from cft_ray.core.synthetic import arithmetic_problems
 from cft_ray.data.validate import validate_batch
 
 RESULTS = Path(__file__).parent / "results" / "data_pipeline.json"

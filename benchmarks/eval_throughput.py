@@ -15,8 +15,9 @@ import os
 import time
 from pathlib import Path
 
-from cft_ray.eval.benchmarks import BENCHMARKS, LETTERS
-from cft_ray.eval.grader import Grader, normalize, numeric_value
+from cft_ray.core.benchmarks import BENCHMARKS, LETTERS
+from cft_ray.eval.equivalence import normalize, numeric_value
+from cft_ray.eval.grader import Grader
 
 RESULTS = Path(__file__).parent / "results" / "eval_throughput.json"
 

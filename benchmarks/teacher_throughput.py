@@ -33,11 +33,11 @@ import pandas as pd
 import ray
 import requests
 
-from cft_ray.data.synthetic import arithmetic_problems
+from cft_ray.core.synthetic import arithmetic_problems
 from cft_ray.raycluster import connect
 from cft_ray.teacher import run_teacher
-from cft_ray.teacher.config import TeacherConfig
-from cft_ray.teacher.prompts import build_messages, get_template
+from cft_ray.config import TeacherConfig
+from cft_ray.teacher.messages import build_messages, get_template
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -48,12 +48,12 @@ def rows(n: int) -> ray.data.Dataset:
 
 @contextlib.contextmanager
 def teacher_server(args, **faults: float):
-    """``python -m cft_ray.teacher.server`` on a free loopback port; yields its /v1 base URL."""
+    """``python -m cft_ray.testing.teacher_server`` on a free loopback port; yields its /v1 base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in {"latency_s": args.latency, **faults}.items()]
-    proc = subprocess.Popen([sys.executable, "-m", "cft_ray.teacher.server", f"--port={port}", "--seed=1",
+    proc = subprocess.Popen([sys.executable, "-m", "cft_ray.testing.teacher_server", f"--port={port}", "--seed=1",
                              f"--requests-per-minute={args.rpm}", *flags])
     base = f"http://127.0.0.1:{port}"
     try:
@@ -81,7 +81,7 @@ def ours(name: str, args, work: Path, cache: Path, **faults) -> dict:
         config = TeacherConfig(base_url=base_url, model="gpt-4o", requests_per_minute=args.rpm,
                                tokens_per_minute=1e9, num_actors=args.actors, batch_size=args.batch_size,
                                max_concurrency=64, max_attempts=10, cache_dir=str(cache))
-        summary = run_teacher(rows(args.rows), config, work / name)
+        summary = run_teacher(work / name, rows=rows(args.rows), teacher=config)
         stats = server_stats(base_url)
     df = pd.read_parquet(summary.output_path)
     ok = df[df["status"] == "ok"]

@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 from cft_ray.config import load_config
-from cft_ray.data.formats import cft_row
-from cft_ray.data.synthetic import arithmetic_problems
+from cft_ray.raycluster import connect
+from cft_ray.core.formats import cft_row
+from cft_ray.core.synthetic import arithmetic_problems
 from cft_ray.train import train
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     args = parser.parse_args(argv)
 
+    connect(load_config("smoke").ray)
     work = Path(tempfile.mkdtemp(prefix="cft-ray-train-bench-"))
     if args.gpu:
         workers, rows, steps = args.workers or 1, args.rows or 4096, args.steps or 8
@@ -113,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, packing in variants.items():
         config = load_config("smoke", overrides=[*overrides, f"train.packing={packing}", f"name=bench-{name}"])
         began = time.perf_counter()
-        result = train(config, data, work / name)
-        results[name] = {**summarise(result.metrics_path), "wall_s": time.perf_counter() - began}
+        result = train(work / name, dataset=data, model=config.model, train=config.train, ray=config.ray)
+        results[name] = {**summarise(Path(result.metrics_path)), "wall_s": time.perf_counter() - began}
         print(f"{name:9s} " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in results[name].items()))
     if "unpacked" in results:
         results["packed_over_unpacked_tokens_per_s"] = results["packed"]["tokens_per_s"] / results["unpacked"]["tokens_per_s"]

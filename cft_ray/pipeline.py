@@ -3,8 +3,9 @@
     data (load -> noisy responses -> decontaminate -> teacher critiques -> build)
     -> train -> select checkpoint on ``eval.select_on`` -> full evaluation -> report
 
-Every stage writes under ``<run_dir>/stages/<stage>-<key>/`` where the key hashes the config
-sections that decide its output plus its input's key (:class:`cft_ray.steps.StepRunner`): a
+Every stage writes under ``<run_dir>/stages/<stage>-<key>/`` where the key (from the stage
+contract, :mod:`cft_ray.stages`) hashes the config fields that shape its output plus its input's
+key (:class:`cft_ray.steps.StepRunner`): a
 rerun skips finished stages, a changed setting reruns only the stages downstream of it, and a
 crashed run resumes at the stage that did not finish (stages resume internally too: the
 teacher cache, training checkpoints, finished evaluation samples).
@@ -21,11 +22,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cft_ray.config import PipelineConfig, section_hash
+from cft_ray.config import PipelineConfig
+from cft_ray.core.checkpoints import Checkpoint
+from cft_ray.stages import STAGES, pipeline_keys, run_stage
 from cft_ray.steps import StepRunner
 from cft_ray.storage import RunStore
 
@@ -41,50 +44,11 @@ class PipelineResult:
     results: dict[str, Any]  # stage -> its JSON result
 
 
-def _section(config: PipelineConfig, *names: str) -> list[Any]:
-    return [getattr(config, name).model_dump(mode="json") for name in names]
-
-
-def stage_keys(config: PipelineConfig) -> dict[str, str]:
-    """Each stage's key: its own config sections plus the key of the stage it reads."""
-    data = section_hash([*_section(config, "model", "data", "teacher"), config.eval.data_dir, config.eval.benchmarks])
-    train = section_hash([data, *_section(config, "model", "train")])
-    evaluation = section_hash([train, *_section(config, "eval")])
-    return {"data": data, "train": train, "select": evaluation, "evaluate": evaluation}
-
-
-def training_set(data_result: dict[str, Any], config: PipelineConfig) -> str:
-    """The built dataset the trainer reads: the method's set, or its largest subset."""
-    datasets = data_result["datasets"]
-    method = config.train.method
-    sizes = sorted(config.data.subset.sizes)
-    name = f"{method}/{sizes[-1]}" if sizes else method
-    if name not in datasets:
-        raise ValueError(
-            f"train.method={method!r} with data.subset.sizes={sizes} needs the {name!r} dataset, but the "
-            f"data stage built only {sorted(datasets)}; add {method!r} to data.builders (and a subset "
-            "strategy other than 'all' for sizes)"
-        )
-    return datasets[name]
-
-
-def _select(checkpoints: list[tuple[str, str]], config: PipelineConfig, eval_dir: Path) -> dict[str, Any]:
-    from cft_ray.eval import select_checkpoint
-
-    best, curve = select_checkpoint(checkpoints, config.eval, eval_dir)
-    return {
-        "best": next(point for point in curve if point["name"] == best),
-        "curve": curve,
-        "curve_png": str(eval_dir / "selection_curve.png"),
-    }
-
-
 def run_pipeline(config: PipelineConfig) -> PipelineResult:
-    from cft_ray.data.pipeline import build_datasets
-    from cft_ray.eval import evaluate
+    """Run (or resume) every stage; connects to Ray (the pipeline is an entry point)."""
+    from cft_ray.data import training_set
     from cft_ray.raycluster import connect
-    from cft_ray.report import write_report
-    from cft_ray.train import train
+    from cft_ray.report.run_report import write_report
 
     started = time.perf_counter()
     run_dir = config.run_dir
@@ -98,21 +62,24 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     connect_started = time.perf_counter()
     connect(config.ray)
     ray_startup_s = time.perf_counter() - connect_started
-    keys = stage_keys(config)
+    keys = pipeline_keys(config)
     steps = StepRunner(run_dir / "stages", "pipeline", store)
 
-    steps.run("data", keys["data"], lambda out: asdict(build_datasets(config, out)))
-    dataset = training_set(steps.results["data"], config)
-    steps.run("train", keys["train"], lambda out: train(config, dataset, out).to_json())
-    checkpoints = [(f"step-{step}", path) for step, path in steps.results["train"]["checkpoints"]]
+    def stage(name: str, output_dir: Path | None = None, also: tuple[Path, ...] = (), **inputs: Any):
+        """Run one stage of the contract (skipped when done) and return its typed result."""
+        steps.run(name, keys[name], lambda out: run_stage(name, config, output_dir or out, **inputs).model_dump(mode="json"),
+                  also=also)
+        return STAGES[name].result.model_validate(steps.results[name])
+
+    data = stage("data")
+    dataset = training_set(data.datasets, config.train.method, config.data.subset.sizes)
+    trained = stage("train", dataset=dataset)
     # Selection and the final evaluation share one folder of graded samples, so the best
     # checkpoint's selection-benchmark samples are not generated twice.
     eval_dir = steps.work / f"eval-{keys['evaluate']}"
-    steps.run("select", keys["select"], lambda out: _select(checkpoints, config, eval_dir), also=(eval_dir,))
-    best = steps.results["select"]["best"]
-    steps.run("evaluate", keys["evaluate"],
-              lambda out: evaluate([(best["name"], best["path"])], config.eval, eval_dir).to_json(),
-              also=(eval_dir,))
+    selected = stage("select", eval_dir, also=(eval_dir,), checkpoints=trained.checkpoints)
+    best = Checkpoint(name=selected.best.name, path=selected.best.path, step=selected.best.step)
+    stage("evaluate", eval_dir, also=(eval_dir,), checkpoints=[best])
 
     report = write_report(config, steps.results, steps.timings, run_dir / "report")
     summary = {

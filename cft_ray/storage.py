@@ -17,13 +17,11 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from cft_ray.config.pipeline import is_remote
+
+__all__ = ["RunStore", "as_uri", "is_remote"]
+
 log = logging.getLogger(__name__)
-
-
-def is_remote(location: str | Path) -> bool:
-    """True for a URI pyarrow resolves to object storage (anything but a local path or file://)."""
-    text = str(location)
-    return "://" in text and not text.startswith("file://")
 
 
 def as_uri(path_or_uri: str) -> str:

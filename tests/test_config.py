@@ -12,7 +12,7 @@ from cft_ray.config import ConfigError, PipelineConfig, list_presets, load_confi
 def test_preset_loads(preset):
     config = load_config(preset=preset, check_hardware=False)
     assert config.preset == preset
-    assert config.grad_accum_steps >= 1
+    assert config.train.grad_accum_steps >= 1
     assert len(config.sha256()) == 16
 
 
@@ -25,14 +25,14 @@ def test_paper_preset_is_the_recipe():
     assert (t.learning_rate, t.lr_scheduler, t.warmup_ratio, t.num_epochs) == (5e-6, "cosine", 0.1, 1)
     assert (t.global_batch_size, t.num_workers, t.micro_batch_size) == (512, 8, 8)
     assert (t.zero_stage, t.bf16, t.cutoff_len, t.save_steps, t.seed) == (3, True, 2048, 2, 42)
-    assert load_config(preset="paper-qwen2.5-math-7b", check_hardware=False).grad_accum_steps == 8
+    assert load_config(preset="paper-qwen2.5-math-7b", check_hardware=False).train.grad_accum_steps == 8
 
 
 def test_32b_preset_inherits_and_overrides():
     config = load_config(preset="paper-qwen2.5-32b-4k", check_hardware=False)
     assert config.model.name_or_path == "Qwen/Qwen2.5-32B-Instruct"
     assert config.train.learning_rate == 5e-6  # from its base preset
-    assert config.grad_accum_steps == 64
+    assert config.train.grad_accum_steps == 64
 
 
 def test_overrides_and_user_yaml(tmp_path):
@@ -77,7 +77,7 @@ def test_unknown_preset_suggests_close_name():
 
 def test_gpu_preset_without_gpu_fails_with_fix(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setattr("cft_ray.config.local_gpu_count", lambda: 0)
+    monkeypatch.setattr("cft_ray.config.hardware.local_gpu_count", lambda: 0)
     with pytest.raises(ConfigError, match="asks for GPUs .* --preset smoke"):
         load_config("paper-qwen2.5-math-7b")
     # On a cluster the GPUs live on the workers: the same preset is accepted.

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cft_ray.data.config import SourceConfig, SubsetConfig
-from cft_ray.data.formats import CFT_INSTRUCTION, cft_row, render_chat
+from cft_ray.config import SourceConfig, SubsetConfig
+from cft_ray.core.formats import CFT_INSTRUCTION, cft_row, render_chat
 from cft_ray.data.sources import load_source
 from cft_ray.data.validate import split_quarantine, validate_batch
 from cft_ray.data import decontam

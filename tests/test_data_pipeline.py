@@ -11,9 +11,9 @@ import pytest
 
 from cft_ray.config import load_config
 from cft_ray.data.builders import token_lengths
-from cft_ray.data.config import DataConfig, DecontamConfig, GenerationConfig, SourceConfig, SubsetConfig, UserTemplate
-from cft_ray.data.formats import cft_row
-from cft_ray.data.synthetic import arithmetic_problems
+from cft_ray.config import DataConfig, DecontamConfig, GenerationConfig, SourceConfig, SubsetConfig, UserTemplate
+from cft_ray.core.formats import cft_row
+from cft_ray.core.synthetic import arithmetic_problems
 
 
 @pytest.mark.slow
@@ -41,10 +41,10 @@ def _card(path: str) -> tuple[pd.DataFrame, dict]:
 def test_build_end_to_end_with_offline_teacher(ray_cluster, tmp_path, tiny_model_dir, benchdata_dir):
     from transformers import AutoTokenizer
 
-    from cft_ray.data.pipeline import build_datasets
-    from cft_ray.eval.benchmarks import get_benchmark
-    from cft_ray.teacher.server import OfflineTeacherServer
-    from cft_ray.teacher.verdict import parse_verdict
+    from cft_ray.stages import run_stage
+    from cft_ray.core.benchmarks import get_benchmark
+    from cft_ray.testing.teacher_server import OfflineTeacherServer
+    from cft_ray.core.verdict import parse_verdict
 
     synthetic = arithmetic_problems(12, seed=5)
     benchmark_q = get_benchmark("gsm8k").load(benchdata_dir)[0].question
@@ -73,7 +73,7 @@ def test_build_end_to_end_with_offline_teacher(ray_cluster, tmp_path, tiny_model
     with OfflineTeacherServer(references=refs) as srv:
         teacher = config.teacher.model_copy(update={"base_url": srv.base_url, "num_actors": 1})
         config = config.model_copy(update={"data": data, "teacher": teacher})
-        summary = build_datasets(config, tmp_path / "out")
+        summary = run_stage("data", config, tmp_path / "out")
         requests = srv.request_count
         steps = summary.steps
         # Every row is accounted for: kept, quarantined or removed with a reason.
@@ -114,5 +114,5 @@ def test_build_end_to_end_with_offline_teacher(ray_cluster, tmp_path, tiny_model
         assert set(_card(summary.datasets["sft/4"])[0]["id"]) == set(small["id"])  # like with like
 
         # A second build finds every step done: no teacher call, same outputs.
-        again = build_datasets(config, tmp_path / "out")
+        again = run_stage("data", config, tmp_path / "out")
         assert srv.request_count == requests and again.steps == summary.steps

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cft_ray.config_base import ConfigError
-from cft_ray.eval.benchmarks import BENCHMARKS, get_benchmark
+from cft_ray.core.errors import ConfigError
+from cft_ray.core.benchmarks import BENCHMARKS, get_benchmark
 
 FILE_BACKED = [n for n in BENCHMARKS if n not in ("mmlu-pro", "synthetic-arith")]
 EXPECTED_SIZES = {"math": 5000, "math-500": 500, "minerva_math": 272, "gsm8k": 1319, "olympiadbench": 675,
@@ -61,7 +61,7 @@ def test_mmlu_pro_reads_a_local_file_shaped_like_the_hub(tmp_path):
 
 
 def test_synthetic_arith_needs_no_files_and_is_disjoint_from_training_seeds():
-    from cft_ray.data.synthetic import arithmetic_problems
+    from cft_ray.core.synthetic import arithmetic_problems
 
     samples = get_benchmark("synthetic-arith").load(None)
     assert len(samples) == 200 and all(s.reference.lstrip("-").isdigit() for s in samples)

@@ -10,8 +10,9 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from cft_ray.eval.benchmarks import BENCHMARKS
-from cft_ray.eval.config import EvalConfig
+from cft_ray.core.benchmarks import BENCHMARKS
+from cft_ray.config import EvalConfig
+from cft_ray.core.checkpoints import Checkpoint
 from cft_ray.eval.evaluate import evaluate, select_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -30,16 +31,16 @@ def scored(tmp_path_factory, tiny_model_dir, benchdata_dir, ray_cluster):
          "cot_content": "", "category": "math", "src": "test"}) + "\n")
     second = tmp_path_factory.mktemp("ckpt") / "checkpoint-8"
     shutil.copytree(tiny_model_dir, second)
-    checkpoints = [("checkpoint-4", str(tiny_model_dir)), ("checkpoint-8", str(second))]
+    checkpoints = [Checkpoint.at_step(4, str(tiny_model_dir)), Checkpoint.at_step(8, str(second))]
     config = EvalConfig(benchmarks=list(BENCHMARKS), data_dir=str(data_dir), select_on="math-500", limit=LIMIT,
                         max_tokens=12, batch_size=8)
     out = tmp_path_factory.mktemp("eval")
-    return evaluate(checkpoints, config, out), checkpoints, config, out
+    return evaluate(out, checkpoints=checkpoints, eval=config), checkpoints, config, out
 
 
 def test_every_sample_of_every_benchmark_is_generated_graded_and_saved(scored):
     result, checkpoints, config, out = scored
-    for name, _ in checkpoints:
+    for name in (c.name for c in checkpoints):
         table = pq.read_table(out / "samples" / name).to_pandas()
         expected = {b: 1 if b == "mmlu-pro" else LIMIT for b in BENCHMARKS}
         assert table.groupby("benchmark").size().to_dict() == expected
@@ -51,7 +52,7 @@ def test_every_sample_of_every_benchmark_is_generated_graded_and_saved(scored):
         assert all(0 <= s["strict"] <= 100 for s in result.scores[name].values())
         assert result.scores[name]["AVG"]["n_benchmarks"] == 6
     # Same weights, greedy: the copy scores exactly as the original.
-    a, b = (pq.read_table(out / "samples" / n).to_pandas().sort_values("id") for n, _ in checkpoints)
+    a, b = (pq.read_table(out / "samples" / n).to_pandas().sort_values("id") for n in (c.name for c in checkpoints))
     assert list(a["completion"]) == list(b["completion"])
 
 
@@ -73,7 +74,7 @@ def test_crash_resume_regenerates_only_the_lost_samples(scored):
     lost = pq.read_table(parts[0]).num_rows
     parts[0].unlink()  # as if the run had died before this batch was written
     untouched = {p.name for p in (out / "samples" / "checkpoint-4").glob("*.parquet")}
-    again = evaluate(checkpoints, config, out)
+    again = evaluate(out, checkpoints=checkpoints, eval=config)
     assert {p.name for p in (out / "samples" / "checkpoint-4").glob("*.parquet")} == untouched
     new_parts = set(folder.glob("part-*.parquet")) - set(parts)
     assert sum(pq.read_table(p).num_rows for p in new_parts) == lost
@@ -83,10 +84,10 @@ def test_crash_resume_regenerates_only_the_lost_samples(scored):
 def test_selection_reuses_the_scored_samples_and_writes_the_curve(scored):
     _, checkpoints, config, out = scored
     before = {p for p in (out / "samples").rglob("*.parquet")}
-    best, curve = select_checkpoint(checkpoints, config, out)
+    selection = select_checkpoint(out, checkpoints=checkpoints, eval=config)
     assert {p for p in (out / "samples").rglob("*.parquet")} == before  # nothing regenerated
-    assert best == "checkpoint-4"  # equal scores: the earliest wins
-    assert [p["step"] for p in curve] == [4, 8]
+    assert selection.best.name == "checkpoint-4"  # equal scores: the earliest wins
+    assert [p.step for p in selection.curve] == [4, 8]
     saved = json.loads((out / "selection_curve.json").read_text())
-    assert saved["best"] == best and saved["select_on"] == "math-500"
+    assert saved["best"]["name"] == selection.best.name and saved["select_on"] == "math-500"
     assert (out / "selection_curve.png").exists() and (out / "selection.md").exists()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from cft_ray.data.formats import render_chat
-from cft_ray.eval.config import EvalConfig
+from cft_ray.core.formats import render_chat
+from cft_ray.config import EvalConfig
+from cft_ray.core.checkpoints import Checkpoint
 from cft_ray.eval.selfcritique import critique_prompt
 
 
@@ -26,7 +27,7 @@ def test_two_stage_resolves_until_judged_right_or_out_of_attempts(tmp_path, tiny
 
     config = EvalConfig(benchmarks=["synthetic-arith"], select_on="synthetic-arith", limit=4, max_tokens=12,
                         self_critique="two-stage", self_critique_attempts=3, self_critique_temperature=1.0)
-    result = evaluate([("tiny", tiny_model_dir)], config, tmp_path)
+    result = evaluate(tmp_path, checkpoints=[Checkpoint(name="tiny", path=str(tiny_model_dir))], eval=config)
     rows = pq.read_table(tmp_path / "samples" / "tiny").to_pylist()
     assert len(rows) == 4 and result.scores["tiny"]["synthetic-arith"]["n"] == 4
     for row in rows:

@@ -8,9 +8,10 @@ import json
 import pytest
 
 from cft_ray.cli import main
-from cft_ray.eval.benchmarks import BENCHMARKS, LETTERS
-from cft_ray.eval.extract import extract_answer, extract_choice, last_boxed
-from cft_ray.eval.grader import Grader, equivalent, normalize, numeric_value
+from cft_ray.core.benchmarks import BENCHMARKS, LETTERS
+from cft_ray.core.extract import extract_answer, extract_choice, last_boxed
+from cft_ray.eval.equivalence import equivalent, normalize, numeric_value
+from cft_ray.eval.grader import Grader
 
 
 def _perturb(reference: str) -> str:
@@ -39,7 +40,7 @@ def test_gold_answers_are_correct_and_perturbed_ones_wrong(name, benchdata_dir, 
     refs = [s.reference for s in samples]
     gold = grader.grade([f"Step 1 gives 12. The answer is \\boxed{{{r}}}." for r in refs], refs, letters)
     assert [(r, g.extracted) for r, g in zip(refs, gold) if not g.correct["strict"]] == []
-    assert all(g.correct["cft-compat"] for g in gold)
+    assert all(g.correct["cft_compat"] for g in gold)
     refs, letters = refs[:400], letters[:400]  # near misses on a sample: they cost sympy calls
     wrong = grader.grade([f"So the answer is \\boxed{{{_perturb(r)}}}." for r in refs], refs, letters)
     passed = [(r, g.extracted) for r, g in zip(refs, wrong) if g.correct["strict"]]
@@ -50,8 +51,8 @@ def test_gold_answers_are_correct_and_perturbed_ones_wrong(name, benchdata_dir, 
 
 def test_cft_compat_rounds_to_one_decimal_strict_does_not(grader):
     grades = grader.grade(["The answer is \\boxed{1.04}", "\\boxed{1.06}"], ["1.0", "1.0"])
-    assert grades[0].correct == {"strict": False, "cft-compat": True}
-    assert grades[1].correct == {"strict": False, "cft-compat": False}
+    assert grades[0].correct == {"strict": False, "cft_compat": True}
+    assert grades[1].correct == {"strict": False, "cft_compat": False}
 
 
 @pytest.mark.parametrize("pred, ref", [
@@ -112,11 +113,11 @@ def test_grade_cli_rewrites_rows_and_keeps_bad_ones(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{not json\n")
     dst = tmp_path / "out.jsonl"
-    assert main(["grade", "--input", str(src), "--output", str(dst), "--mode", "cft-compat"]) == 1  # a bad row
+    assert main(["grade", "--input", str(src), "--output", str(dst), "--mode", "cft_compat"]) == 1  # a bad row
     out = [json.loads(line) for line in dst.read_text().splitlines()]
     assert [r.get("correct") for r in out[:3]] == [True, True, True] and out[0]["keep"] == 1
     assert out[1]["extracted"] == "C" and "error" in out[3]
-    assert "graded 3 rows (cft-compat): 3 correct (100.0%), 0 timed out, 1 bad rows" in capsys.readouterr().err
+    assert "graded 3 rows (cft_compat): 3 correct (100.0%), 0 timed out, 1 bad rows" in capsys.readouterr().err
     assert main(["grade", "--input", str(src),
                  "--output", str(dst), "--mode", "strict"]) == 1
     assert [json.loads(line).get("correct") for line in dst.read_text().splitlines()][2] is False

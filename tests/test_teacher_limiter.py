@@ -3,7 +3,8 @@
 import pytest
 import ray
 
-from cft_ray.teacher.limiter import SharedLimiter, TokenBucket, _seconds
+from cft_ray.teacher.bucket import TokenBucket
+from cft_ray.teacher.limiter import SharedLimiter, _seconds
 
 
 def test_bucket_reservations_queue_in_arrival_order():

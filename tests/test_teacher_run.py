@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import ray
 
-from cft_ray.data.synthetic import arithmetic_problems
+from cft_ray.core.synthetic import arithmetic_problems
 from cft_ray.teacher import TeacherAuthError, run_teacher
 from cft_ray.teacher.cache import ResponseCache
-from cft_ray.teacher.config import TeacherConfig
-from cft_ray.teacher.server import OfflineTeacherServer
+from cft_ray.config import TeacherConfig
+from cft_ray.testing.teacher_server import OfflineTeacherServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_faults_every_row_ok_or_error_and_nothing_duplicated(ray_cluster, tmp_pa
     faults = dict(rate_429=0.1, retry_after_s=0.2, rate_500=0.05, rate_drop=0.03, rate_malformed=0.03,
                   rate_length=0.03, rate_hang=0.02, hang_s=30)
     with OfflineTeacherServer(latency_s=0.02, seed=1, **faults) as srv:
-        summary = run_teacher(ray.data.from_items(rows), _config(srv, max_attempts=4), tmp_path)
+        summary = run_teacher(tmp_path, rows=ray.data.from_items(rows), teacher=_config(srv, max_attempts=4))
         stats = srv.stats()
     df = _output(summary)
     assert len(df) == len(rows) and sorted(df["id"]) == sorted(r["id"] for r in rows)  # none lost or doubled
@@ -67,14 +67,14 @@ def test_cache_rerun_superset_and_changed_temperature(ray_cluster, tmp_path):
     assert big[:20] == small
     with OfflineTeacherServer() as srv:
         config = _config(srv, cache_dir=str(tmp_path / "cache"))
-        run_teacher(ray.data.from_items(small), config, tmp_path / "a")
+        run_teacher(tmp_path / "a", rows=ray.data.from_items(small), teacher=config)
         assert srv.request_count == 20
-        again = run_teacher(ray.data.from_items(big), config, tmp_path / "b")
+        again = run_teacher(tmp_path / "b", rows=ray.data.from_items(big), teacher=config)
         assert srv.request_count == 30 and again.cached == 20 and again.ok == 30  # only the 10 new rows sent
-        warmer = run_teacher(ray.data.from_items(small), config.model_copy(update={"temperature": 0.7}),
-                             tmp_path / "c")
+        warmer = run_teacher(tmp_path / "c", rows=ray.data.from_items(small),
+                             teacher=config.model_copy(update={"temperature": 0.7}))
         assert srv.request_count == 50 and warmer.cached == 0
-        assert run_teacher(ray.data.from_items(big), config, tmp_path / "d").cached == 30
+        assert run_teacher(tmp_path / "d", rows=ray.data.from_items(big), teacher=config).cached == 30
         assert srv.request_count == 50
         assert srv.stats()["max_sends_of_one_request"] == 1
     assert len(ResponseCache(str(tmp_path / "cache")).keys()) == 50
@@ -89,8 +89,8 @@ def test_bad_rows_become_error_rows(ray_cluster, tmp_path):
         {"id": "too-long", "question": "add " * 5000, "response": "\\boxed{1}"},
     ])
     with OfflineTeacherServer() as srv:
-        summary = run_teacher(ray.data.from_pandas(frame), _config(srv, max_context_tokens=4000, max_tokens=512),
-                              tmp_path)
+        summary = run_teacher(tmp_path, rows=ray.data.from_pandas(frame),
+                              teacher=_config(srv, max_context_tokens=4000, max_tokens=512))
         assert srv.request_count == 3
     df = _output(summary).set_index("id")
     assert summary.rows == 7 and summary.ok == 3 and summary.error == 4
@@ -105,7 +105,7 @@ def test_bad_api_key_is_one_clear_error(ray_cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("CFT_TEST_KEY", "sk-wrong-key-0123456789")
     with OfflineTeacherServer(api_key="sk-right-key") as srv:
         with pytest.raises(TeacherAuthError, match="refused the API key") as caught:
-            run_teacher(ray.data.from_items(_rows(10)), _config(srv, api_key_env="CFT_TEST_KEY"), tmp_path)
+            run_teacher(tmp_path, rows=ray.data.from_items(_rows(10)), teacher=_config(srv, api_key_env="CFT_TEST_KEY"))
         assert srv.request_count == 0  # not one chat request, let alone N retries
     assert "sk-wrong" not in str(caught.value)
 
@@ -114,7 +114,7 @@ def test_secret_key_never_reaches_outputs_or_logs(ray_cluster, tmp_path, monkeyp
     secret = "sk-test-SECRET-5d1f2c9a7b"
     monkeypatch.setenv("CFT_TEST_KEY", secret)
     with OfflineTeacherServer(api_key=secret, rate_500=0.2, seed=3) as srv:
-        summary = run_teacher(ray.data.from_items(_rows(20)), _config(srv, api_key_env="CFT_TEST_KEY"), tmp_path)
+        summary = run_teacher(tmp_path, rows=ray.data.from_items(_rows(20)), teacher=_config(srv, api_key_env="CFT_TEST_KEY"))
         assert srv.request_count >= 20
     assert summary.ok + summary.error == 20
     captured = capfd.readouterr()
@@ -134,11 +134,11 @@ def test_budget_stops_sending_and_a_rerun_resumes(ray_cluster, tmp_path):
     with OfflineTeacherServer() as srv:
         config = _config(srv, prices_per_million=prices, est_completion_tokens=20, budget_usd=2.0,
                          cache_dir=str(tmp_path / "cache"))
-        first = run_teacher(rows, config, tmp_path / "a")
+        first = run_teacher(tmp_path / "a", rows=rows, teacher=config)
         sent = srv.request_count
         assert 0 < first.ok < 40 and first.errors_by_class == {"BudgetExceeded": 40 - first.ok}
         assert first.dollars <= 2.0 + 0.5  # reserved up front, so at most the in-flight overrun
-        second = run_teacher(rows, config.model_copy(update={"budget_usd": None}), tmp_path / "b")
+        second = run_teacher(tmp_path / "b", rows=rows, teacher=config.model_copy(update={"budget_usd": None}))
         assert second.ok == 40 and second.cached == first.ok
         assert srv.request_count == sent + (40 - first.ok)
 
@@ -168,7 +168,7 @@ def test_killed_job_restarts_without_resending(ray_cluster, tmp_path):
         before = srv.request_count
         rows = ray.data.from_items([{"id": f"synthetic-{i}", **r} for i, r in enumerate(arithmetic_problems(n, 0))])
         config = _config(srv, cache_dir=str(cache), requests_per_minute=1200)
-        summary = run_teacher(rows, config, tmp_path / "restarted")
+        summary = run_teacher(tmp_path / "restarted", rows=rows, teacher=config)
         assert srv.request_count - before == n - answered  # nothing answered before the kill sent again
     assert summary.ok == n and summary.cached == answered
     assert sorted(_output(summary)["id"]) == sorted(f"synthetic-{i}" for i in range(n))
@@ -177,7 +177,7 @@ def test_killed_job_restarts_without_resending(ray_cluster, tmp_path):
 def test_sft_teacher_answer_template(ray_cluster, tmp_path):
     rows = _rows(5)
     with OfflineTeacherServer(references={r["question"]: r["reference_answer"] for r in rows}) as srv:
-        summary = run_teacher(ray.data.from_items(rows), _config(srv), tmp_path, template="sft-teacher-answer-v1")
+        summary = run_teacher(tmp_path, rows=ray.data.from_items(rows), teacher=_config(srv), template="sft-teacher-answer-v1")
     df = _output(summary)
     assert summary.ok == 5 and (df["verdict"] == "none").all() and (df["critique"] == "").all()
     assert [a.rsplit("Answer: ", 1)[1] for a in df.sort_values("id")["teacher_answer"]] == [

@@ -9,9 +9,9 @@ import urllib.request
 import openai
 import pytest
 
-from cft_ray.teacher.prompts import build_messages, get_template
-from cft_ray.teacher.server import OfflineTeacherServer
-from cft_ray.teacher.verdict import parse_verdict
+from cft_ray.teacher.messages import build_messages, get_template
+from cft_ray.testing.teacher_server import OfflineTeacherServer
+from cft_ray.core.verdict import parse_verdict
 
 CRITIQUE = get_template("cft-critique-v1")
 
@@ -88,7 +88,7 @@ def test_runs_as_a_module(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cft_ray.teacher.server", "--port", str(port), "--references", str(refs)],
+        [sys.executable, "-m", "cft_ray.testing.teacher_server", "--port", str(port), "--references", str(refs)],
         stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -2,9 +2,9 @@
 
 import pytest
 
-from cft_ray.config_base import ConfigError
-from cft_ray.teacher.prompts import build_messages, get_template
-from cft_ray.teacher.verdict import parse_verdict
+from cft_ray.core.errors import ConfigError
+from cft_ray.teacher.messages import build_messages, get_template
+from cft_ray.core.verdict import parse_verdict
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 import ray
 
 from cft_ray.teacher import run_teacher
-from cft_ray.teacher.config import TeacherConfig
+from cft_ray.config import TeacherConfig
 
 
 @pytest.mark.slow
@@ -21,7 +21,7 @@ def test_run_teacher_against_vllm(ray_cluster, vllm_openai_server, tmp_path):
     config = TeacherConfig(base_url=vllm_openai_server, model="tiny", max_tokens=8, temperature=0.0,
                            num_actors=2, batch_size=4, max_concurrency=4, max_length_retries=0,
                            request_timeout_s=60)
-    summary = run_teacher(ray.data.from_items(rows), config, tmp_path)
+    summary = run_teacher(tmp_path, rows=ray.data.from_items(rows), teacher=config)
     df = pd.read_parquet(summary.output_path).set_index("id")
     assert summary.rows == 7 and summary.ok + summary.error == 7
     sent = df.drop(index="over-context")

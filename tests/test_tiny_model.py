@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cft_ray.config import TinyModelConfig
-from cft_ray.data.formats import render_chat
+from cft_ray.core.formats import render_chat
 from cft_ray.models.tiny import build_tiny_model, tiny_model_path
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cft_ray.config import load_config
-from cft_ray.data.formats import DEFAULT_SYSTEM_PROMPT, cft_row, render_chat, render_target
-from cft_ray.data.synthetic import arithmetic_problems
+from cft_ray.core.formats import DEFAULT_SYSTEM_PROMPT, cft_row, render_chat, render_target
+from cft_ray.core.synthetic import arithmetic_problems
 from cft_ray.train import TrainDataError, train
 from cft_ray.train.dataset import IGNORE_INDEX, collate, plan_steps, rank_rows, tokenize_rows
 from cft_ray.train.trainer import token_loss_sum
@@ -163,5 +163,5 @@ def test_bad_input_fails_before_any_worker(case, message, tmp_path, tiny_model_d
     path = _write([] if case == "empty" else rows, tmp_path / "data.parquet")
     config = load_config("smoke", overrides=overrides)
     with pytest.raises(TrainDataError, match=message):
-        train(config, path, tmp_path / "out")
+        train(tmp_path / "out", dataset=path, model=config.model, train=config.train, ray=config.ray)
     assert not (tmp_path / "out").exists()  # failed before planning, so before any worker

@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,10 +43,10 @@ def test_zero3_overfits_and_checkpoint_loads_in_transformers_and_vllm(ray_cluste
     data = _write(cft_rows(24), tmp_path / "data.parquet")
     config = _config(zero_stage=3, max_steps=10, save_steps=4, global_batch_size=8, micro_batch_size=1,
                      learning_rate=3e-3, warmup_ratio=0.1, gradient_checkpointing=True)
-    result = train(config, data, tmp_path / "out")
+    result = train(tmp_path / "out", dataset=data, model=config.model, train=config.train, ray=config.ray)
 
-    assert [s for s, _ in result.checkpoints] == [4, 8, 10] and result.total_steps == 10
-    records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+    assert [c.step for c in result.checkpoints] == [4, 8, 10] and result.total_steps == 10
+    records = [json.loads(line) for line in Path(result.metrics_path).read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 11))
     assert records[-1]["loss"] < 0.75 * records[0]["loss"]  # 24 rows seen 3+ times: it memorises
     assert all(r["tokens_per_s"] > 0 and 0 <= r["padding_fraction"] < 1 for r in records)
@@ -54,7 +55,7 @@ def test_zero3_overfits_and_checkpoint_loads_in_transformers_and_vllm(ray_cluste
     final = result.final_checkpoint
     assert final.name == "checkpoint-10" and json.loads((final / "trainer_state.json").read_text())["step"] == 10
     # Resume state stays in the two newest checkpoints only (see cft_ray.train.checkpoint).
-    assert [(path / "deepspeed").is_dir() for _, path in result.checkpoints] == [False, True, True]
+    assert [(Path(c.path) / "deepspeed").is_dir() for c in result.checkpoints] == [False, True, True]
 
     tokenizer = AutoTokenizer.from_pretrained(final)
     model = AutoModelForCausalLM.from_pretrained(final).eval()
@@ -102,12 +103,12 @@ def test_zero2_worker_killed_mid_run_resumes_and_finishes(ray_cluster, tmp_path,
                      learning_rate=1e-3, warmup_ratio=0.2, max_failures=1)
     monkeypatch.setenv(KILL_ENV, "3")
     out = tmp_path / "out"
-    result = train(config, data, out)
+    result = train(out, dataset=data, model=config.model, train=config.train, ray=config.ray)
 
     assert (out / ".killed-at-step-3").exists()  # the SIGKILL really happened
-    assert [s for s, _ in result.checkpoints] == [2, 4, 6]
+    assert [c.step for c in result.checkpoints] == [2, 4, 6]
     assert json.loads((result.final_checkpoint / "trainer_state.json").read_text())["step"] == 6
-    records = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+    records = [json.loads(line) for line in Path(result.metrics_path).read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
     # Before and after the restart, every step trained on exactly its planned micro batches, read
     # from the workers' Ray Dataset shards (the restarted workers skipped the steps already done).
@@ -123,6 +124,6 @@ def test_zero2_worker_killed_mid_run_resumes_and_finishes(ray_cluster, tmp_path,
     assert [r["lr"] for r in records] == pytest.approx(expected)
 
     # Running a finished run again does nothing (no worker, no new metrics).
-    before = result.metrics_path.read_text()
-    again = train(config, data, out)
-    assert again.checkpoints == result.checkpoints and result.metrics_path.read_text() == before
+    before = Path(result.metrics_path).read_text()
+    again = train(out, dataset=data, model=config.model, train=config.train, ray=config.ray)
+    assert again.checkpoints == result.checkpoints and Path(result.metrics_path).read_text() == before

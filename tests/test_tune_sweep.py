@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cft_ray.cli import main
-from cft_ray.config import ConfigError, load_config
-from cft_ray.tune.config import TuneConfig
-from cft_ray.tune.sweep import apply_overrides, data_key, grid, trial_metrics
+from cft_ray.config import ConfigError, TuneConfig, apply_overrides, load_config
+from cft_ray.tune.sweep import data_key, grid, trial_metrics
 
 
 def test_data_sizes_are_normalised_to_one_nested_subset():
@@ -30,9 +29,18 @@ def test_grid_is_the_full_product():
 def test_data_is_shared_unless_a_point_changes_what_the_data_stage_writes():
     base = {"train.method": "cft", "data.subset.sizes": [16], "train.learning_rate": 1e-5}
     same = [{**base, "train.method": "sft"}, {**base, "data.subset.sizes": [64]}, {**base, "train.learning_rate": 2e-5}]
-    assert {data_key(p) for p in [base, *same]} == {data_key(base)}
-    assert data_key({**base, "teacher.model": "gpt-4o-mini"}) != data_key(base)
-    assert data_key({**base, "data.decontaminate.ngram": 8}) != data_key(base)
+    config = load_config(preset="smoke")
+    assert {data_key(config, p) for p in [base, *same]} == {data_key(config, base)}
+    assert data_key(config, {**base, "teacher.model": "gpt-4o-mini"}) != data_key(config, base)
+    assert data_key(config, {**base, "data.decontaminate.ngram": 8}) != data_key(config, base)
+
+
+def test_a_sweep_over_eval_benchmarks_decontaminates_per_list():
+    config = load_config(preset="smoke")
+    math500 = {"eval.benchmarks": ["synthetic-arith", "math-500"]}
+    assert data_key(config, math500) != data_key(config, {"eval.benchmarks": ["synthetic-arith"]})
+    # Only what decontamination reads splits the build: the eval sample limit does not.
+    assert data_key(config, {"eval.limit": 3}) == data_key(config, {"eval.limit": 5})
 
 
 def test_apply_overrides_validates_each_point():
@@ -62,11 +70,11 @@ def test_size_sweep_needs_a_subset_strategy(capsys):
 
 
 def test_trial_metrics_flatten_both_grading_modes():
-    six = {"gsm8k": {"strict": 50.0, "cft-compat": 52.0, "n": 8, "timed_out": 0},
-           "AVG": {"strict": 40.0, "cft-compat": 41.0, "n_benchmarks": 6}}
+    six = {"gsm8k": {"strict": 50.0, "cft_compat": 52.0, "n": 8, "timed_out": 0},
+           "AVG": {"strict": 40.0, "cft_compat": 41.0, "n_benchmarks": 6}}
     assert trial_metrics(six) == {"gsm8k": 52.0, "strict/gsm8k": 50.0, "avg": 41.0, "strict/avg": 40.0}
-    two = {"math-500": {"strict": 30.0, "cft-compat": 31.0, "n": 8, "timed_out": 0},
-           "gpqa": {"strict": 20.0, "cft-compat": 20.0, "n": 8, "timed_out": 1}}
+    two = {"math-500": {"strict": 30.0, "cft_compat": 31.0, "n": 8, "timed_out": 0},
+           "gpqa": {"strict": 20.0, "cft_compat": 20.0, "n": 8, "timed_out": 1}}
     metrics = trial_metrics(two)
     assert (metrics["avg"], metrics["strict/avg"]) == (25.5, 25.0)  # no AVG from eval: the plain mean
     assert metrics["strict/gpqa"] == 20.0

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cft_ray.data.config import UserTemplate
-from cft_ray.data.formats import cft_row, render_prompt, render_target, sft_row
+from cft_ray.config import UserTemplate
+from cft_ray.core.formats import cft_row, render_prompt, render_target, sft_row
+from cft_ray.report.markdown import markdown_table
 
 ALPACA = ["instruction", "input", "output"]
 
@@ -92,13 +93,12 @@ def make_card(builder: str, rows: pd.DataFrame, tokenizer, extra: dict[str, Any]
 
 
 def card_markdown(card: dict[str, Any]) -> str:
+    stats = ("mean", "p50", "p90", "p99", "max")
+    rows = [[part, *(values[k] for k in stats)] for part, values in card["tokens"].items() if values]
     lines = [f"# {card['builder']} dataset", "", f"- rows: {card['rows']}",
              f"- verdicts: {card['verdicts']} (right ratio {card['right_ratio']})",
              f"- sources: {card['sources']}", f"- config hash: `{card.get('config_hash')}`", "",
-             "| tokens | mean | p50 | p90 | p99 | max |", "|---|---|---|---|---|---|"]
-    for part, stats in card["tokens"].items():
-        if stats:
-            lines.append(f"| {part} | {stats['mean']} | {stats['p50']} | {stats['p90']} | {stats['p99']} | {stats['max']} |")
+             *markdown_table(["tokens", *stats], rows)]
     return "\n".join(lines) + "\n"
 
 

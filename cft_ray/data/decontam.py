@@ -70,7 +70,7 @@ def load_benchmark_questions(names: list[str] | None, data_dir: str | Path | Non
 
     A benchmark whose files are missing is reported as skipped rather than failing the build,
     so the report says exactly what was checked."""
-    from cft_ray.eval.benchmarks import BENCHMARKS, get_benchmark
+    from cft_ray.core.benchmarks import BENCHMARKS, get_benchmark
 
     questions, skipped = {}, {}
     for name in names or sorted(BENCHMARKS):

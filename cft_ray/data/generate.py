@@ -11,7 +11,7 @@ import logging
 
 import pandas as pd
 
-from cft_ray.data.config import GenerationConfig
+from cft_ray.config import GenerationConfig
 from cft_ray.data.sources import content_id
 from cft_ray.models.generation import EngineSpec, Sampling, generate
 
@@ -56,8 +56,7 @@ def generate_responses(rows: pd.DataFrame, config: GenerationConfig, model_path:
                     config.samples_per_question)
     questions = rows.drop_duplicates("question").copy()
     questions["prompt"] = [render_generation_prompt(config.prompt, q) for q in questions["question"]]
-    engine = EngineSpec(model=model_path, use_gpu=config.use_gpu, tensor_parallel_size=config.tensor_parallel_size,
-                        num_engines=config.num_engines, seed=config.seed)
+    engine = EngineSpec.for_section(config, model_path)
     sampling = Sampling(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
                         n=config.samples_per_question, stop=STOP, seed=config.seed)
     log.info("generating %d x %d responses with %s", len(questions), config.samples_per_question, model_name)

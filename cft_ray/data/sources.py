@@ -24,11 +24,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from cft_ray.data.config import SourceConfig
-from cft_ray.data.formats import CFT_INSTRUCTION
-from cft_ray.data.synthetic import arithmetic_problems
+from cft_ray.config import SourceConfig
+from cft_ray.core.formats import CFT_INSTRUCTION
+from cft_ray.core.synthetic import arithmetic_problems
 from cft_ray.data.validate import REASON, coerce_types
-from cft_ray.eval.extract import last_boxed
+from cft_ray.core.extract import last_boxed
 
 log = logging.getLogger(__name__)
 

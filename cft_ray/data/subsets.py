@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from cft_ray.data.config import SubsetConfig
+from cft_ray.config import SubsetConfig
 
 log = logging.getLogger(__name__)
 

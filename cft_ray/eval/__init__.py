@@ -1,5 +1,6 @@
-"""cft-ray eval stage: benchmarks, grader, and the vLLM actor pool that scores checkpoints."""
+"""cft-ray eval stage: the vLLM actor pool that scores checkpoints, the grader, checkpoint selection."""
 
-from cft_ray.eval.evaluate import EvalResult, evaluate, select_checkpoint
+from cft_ray.eval.evaluate import evaluate, select_checkpoint
+from cft_ray.stages import EvalResult, SelectionResult
 
-__all__ = ["EvalResult", "evaluate", "select_checkpoint"]
+__all__ = ["EvalResult", "SelectionResult", "evaluate", "select_checkpoint"]

@@ -10,39 +10,24 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cft_ray.eval.benchmarks import LETTERS, EvalSample, get_benchmark
-from cft_ray.eval.config import SIX_BENCHMARKS, EvalConfig
+from cft_ray.config import EvalConfig
+from cft_ray.core.benchmarks import LETTERS, EvalSample, get_benchmark
+from cft_ray.core.checkpoints import Checkpoint
+from cft_ray.core.scores import LABELS, SCORE_MODES, SELECTION_MODE, SIX_BENCHMARKS, score_column, table_columns
 from cft_ray.eval.grader import Grader
 from cft_ray.eval.prompts import STOP_WORDS, render
 from cft_ray.eval.selfcritique import TwoStageGenerator
 from cft_ray.models.generation import EngineSpec, Sampling, generate
+from cft_ray.report.markdown import markdown_table
+from cft_ray.report.plots import png_figure
+from cft_ray.stages import CurvePoint, EvalResult, SelectionResult
 
 log = logging.getLogger(__name__)
-
-# Table 2 column order and labels; other benchmarks follow AVG.
-LABELS = {"math": "MATH", "minerva_math": "Minerva", "gsm8k": "GSM8K", "olympiadbench": "OlympiadB",
-          "aime24": "AIME24", "amc23": "AMC23"}
-SCORE_COLUMNS = {"cft-compat": "correct_cft_compat", "strict": "correct_strict"}
-
-
-@dataclass
-class EvalResult:
-    scores: dict[str, dict[str, dict]]  # checkpoint -> benchmark -> {strict, cft-compat, n, timed_out}
-    output_dir: Path
-    files: dict[str, Path] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        """JSON-able: every checkpoint's scores, and by mode for the first (the selected) one."""
-        first = next(iter(self.scores), None)
-        by_mode = {m: {b: v[m] for b, v in self.scores[first].items()} for m in SCORE_COLUMNS} if first else {}
-        return {"checkpoint": first, "scores": by_mode, "scores_by_checkpoint": self.scores,
-                "table_png": str(self.files.get("png", "")), **{k: str(v) for k, v in self.files.items()}}
 
 
 def load_samples(config: EvalConfig, benchmarks: list[str] | None = None) -> list[EvalSample]:
@@ -64,11 +49,12 @@ def _done_ids(folder: Path) -> set[str]:
 
 
 def score_checkpoint(
-    name: str, model_path: str, samples: list[EvalSample], config: EvalConfig, output_dir: Path, grader: Grader
+    checkpoint: Checkpoint, samples: list[EvalSample], config: EvalConfig, output_dir: Path, grader: Grader
 ) -> Path:
     """Generate and grade every not-yet-finished sample for one checkpoint; return its folder."""
     import ray
 
+    name, model_path = checkpoint.name, checkpoint.path
     folder = output_dir / "samples" / name
     done = _done_ids(folder)
     todo = [s for s in samples if s.id not in done]
@@ -79,11 +65,7 @@ def score_checkpoint(
     by_id = {s.id: s for s in todo}
     rows = [{"id": s.id, "benchmark": s.benchmark, "question": s.question, "prompt": render(
              s, config.prompt, model_path, single_pass_critique=config.self_critique == "single-pass")} for s in todo]
-    engine = EngineSpec(
-        model=str(model_path), use_gpu=config.use_gpu, tensor_parallel_size=config.tensor_parallel_size,
-        num_engines=config.num_engines, seed=config.seed,
-        max_model_len=config.max_model_len,
-    )
+    engine = EngineSpec.for_section(config, model_path)
     sampling = Sampling(max_tokens=config.max_tokens, stop=STOP_WORDS, seed=config.seed)
     two_stage = {"generator": TwoStageGenerator, "attempts": config.self_critique_attempts,
                  "temperature": config.self_critique_temperature} if config.self_critique == "two-stage" else {}
@@ -104,8 +86,7 @@ def score_checkpoint(
             "completion_tokens": [int(t) for t in batch["completion_tokens"]],
             "extracted": [g.extracted for g in grades],
             "reference": [s.reference for s in picked],
-            "correct_strict": [g.correct["strict"] for g in grades],
-            "correct_cft_compat": [g.correct["cft-compat"] for g in grades],
+            **{score_column(mode): [g.correct[mode] for g in grades] for mode in SCORE_MODES},
             "timed_out": [g.timed_out for g in grades],
             **{col: [v.item() if hasattr(v, "item") else v for v in batch[col]]
                for col in ("attempts", "self_verdict") if col in batch},
@@ -125,115 +106,83 @@ def summarize(folder: Path, samples: list[EvalSample]) -> dict[str, dict]:
     scores = {}
     for bench, group in df.groupby("benchmark", sort=False):
         scores[bench] = {
-            **{mode: round(100 * float(group[col].mean()), 1) for mode, col in SCORE_COLUMNS.items()},
+            **{mode: round(100 * float(group[score_column(mode)].mean()), 1) for mode in SCORE_MODES},
             "n": int(len(group)),
             "timed_out": int(group["timed_out"].sum()),
         }
     six = [scores[b] for b in SIX_BENCHMARKS if b in scores]
     if six:  # the paper's AVG: plain mean of the six math benchmarks (of those scored)
-        scores["AVG"] = {mode: round(sum(s[mode] for s in six) / len(six), 1) for mode in SCORE_COLUMNS}
+        scores["AVG"] = {mode: round(sum(s[mode] for s in six) / len(six), 1) for mode in SCORE_MODES}
         scores["AVG"]["n_benchmarks"] = len(six)
     return scores
 
 
 def evaluate(
-    checkpoints: list[tuple[str, str | Path]], config: EvalConfig, output_dir: str | Path, tables: str = "summary"
+    output_dir: str | Path, *, checkpoints: list[Checkpoint], eval: EvalConfig, tables: str = "summary"
 ) -> EvalResult:
-    """Score each (name, model folder) on ``config.benchmarks``; write samples under
-    ``output_dir/samples`` and the tables as ``{tables}.json/.md/.png``."""
+    """Score each checkpoint on ``eval.benchmarks``; write samples under ``output_dir/samples``
+    and the tables as ``{tables}.json/.md/.png``. Ray must be connected (the entry point does it)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    samples = load_samples(config)
+    samples = load_samples(eval)
     scores = {}
-    with Grader(timeout_s=config.grade_timeout_s, num_workers=config.grade_workers) as grader:
-        for name, path in checkpoints:
-            folder = score_checkpoint(name, str(path), samples, config, output_dir, grader)
-            scores[name] = summarize(folder, samples)
-            log.info("checkpoint %s: %s", name, json.dumps(scores[name]))
+    with Grader(timeout_s=eval.grade_timeout_s, num_workers=eval.grade_workers) as grader:
+        for checkpoint in checkpoints:
+            folder = score_checkpoint(checkpoint, samples, eval, output_dir, grader)
+            scores[checkpoint.name] = summarize(folder, samples)
+            log.info("checkpoint %s: %s", checkpoint.name, json.dumps(scores[checkpoint.name]))
         timeouts = grader.timeouts
-    files = write_tables(scores, config.benchmarks, output_dir / tables)
+    files = write_tables(scores, eval.benchmarks, output_dir / tables)
     log.info("evaluation done: %d checkpoints, %d grading timeouts; %s", len(checkpoints), timeouts, files["markdown"])
-    return EvalResult(scores, output_dir, files)
-
-
-def table_columns(benchmarks: list[str]) -> list[str]:
-    """Columns of a score table in the paper's Table 2 order: the six, AVG, then the rest."""
-    six = [b for b in SIX_BENCHMARKS if b in benchmarks]
-    return [*six, *(["AVG"] if six else []), *[b for b in benchmarks if b not in SIX_BENCHMARKS]]
+    return EvalResult(scores=scores, output_dir=str(output_dir), files={k: str(v) for k, v in files.items()})
 
 
 def write_tables(scores: dict[str, dict], benchmarks: list[str], stem: Path) -> dict[str, Path]:
     """``stem``.json, .md (Table 2 layout, one table per mode) and .png (grouped bars)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     columns = table_columns(benchmarks)
     paths = {key: stem.with_suffix(suffix) for key, suffix in (("json", ".json"), ("markdown", ".md"), ("png", ".png"))}
     paths["json"].write_text(json.dumps({"columns": columns, "scores": scores}, indent=2))
     lines = []
-    for mode in SCORE_COLUMNS:
-        header = [LABELS.get(c, c) for c in columns]
-        lines += [f"### Accuracy ({mode})", "", "| checkpoint | " + " | ".join(header) + " |",
-                  "|---|" + "---|" * len(header)]
-        for name, per_bench in scores.items():
-            cells = [f"{per_bench[c][mode]:.1f}" if c in per_bench else "-" for c in columns]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
+    for mode in SCORE_MODES:
+        rows = [[name, *(f"{per_bench[c][mode]:.1f}" if c in per_bench else "-" for c in columns)]
+                for name, per_bench in scores.items()]
+        lines += [f"### Accuracy ({mode})", "", *markdown_table(["checkpoint", *(LABELS.get(c, c) for c in columns)], rows), ""]
     paths["markdown"].write_text("\n".join(lines))
 
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(columns) * max(1, len(scores)) ** 0.5), 4))
     width = 0.8 / max(1, len(scores))
-    for k, (name, per_bench) in enumerate(scores.items()):
-        values = [per_bench.get(c, {}).get("cft-compat", 0.0) for c in columns]
-        ax.bar([i + k * width for i in range(len(columns))], values, width, label=name)
-    ax.set_xticks([i + width * (len(scores) - 1) / 2 for i in range(len(columns))], [LABELS.get(c, c) for c in columns])
-    ax.set_ylabel("accuracy % (cft-compat)")
-    ax.set_ylim(0, 100)  # a fixed scale, so runs compare at a glance and all-zero scores still plot
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(paths["png"], dpi=120)
-    plt.close(fig)
+    with png_figure(paths["png"], figsize=(max(6, 1.2 * len(columns) * max(1, len(scores)) ** 0.5), 4)) as (_, ax):
+        for k, (name, per_bench) in enumerate(scores.items()):
+            values = [per_bench.get(c, {}).get(SELECTION_MODE, 0.0) for c in columns]
+            ax.bar([i + k * width for i in range(len(columns))], values, width, label=name)
+        ax.set_xticks([i + width * (len(scores) - 1) / 2 for i in range(len(columns))], [LABELS.get(c, c) for c in columns])
+        ax.set_ylabel(f"accuracy % ({SELECTION_MODE})")
+        ax.set_ylim(0, 100)  # a fixed scale, so runs compare at a glance and all-zero scores still plot
+        ax.legend(fontsize="small")
     return paths
 
 
-def select_checkpoint(
-    checkpoints: list[tuple[str, str | Path]], config: EvalConfig, output_dir: str | Path
-) -> tuple[str, list[dict]]:
-    """The paper's protocol: score every checkpoint on ``select_on``, keep the best (ties: the
-    earliest), write the curve (JSON + PNG). Run :func:`evaluate` on the winner for the full suite;
-    with the same ``output_dir`` it reuses the ``select_on`` samples scored here."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def select_checkpoint(output_dir: str | Path, *, checkpoints: list[Checkpoint], eval: EvalConfig) -> SelectionResult:
+    """The paper's protocol: score every checkpoint on ``select_on``, keep the best by the
+    cft_compat score (ties: the earliest), write the curve (JSON + PNG). Run :func:`evaluate` on
+    the winner for the full suite; with the same ``output_dir`` it reuses the ``select_on``
+    samples scored here."""
     output_dir = Path(output_dir)
-    selection = config.model_copy(update={"benchmarks": [config.select_on]})
-    result = evaluate(checkpoints, selection, output_dir, tables="selection")
-    curve = [
-        {"name": name, "path": str(path), "step": _step(name),
-         **{col.removeprefix("correct_"): result.scores[name][config.select_on][m] for m, col in SCORE_COLUMNS.items()}}
-        for name, path in checkpoints
-    ]
-    best = max(curve, key=lambda point: point["cft_compat"])["name"]
-    (output_dir / "selection_curve.json").write_text(json.dumps({"select_on": config.select_on, "best": best,
-                                                                  "curve": curve}, indent=2))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for mode, col in SCORE_COLUMNS.items():
-        ax.plot([p["step"] for p in curve], [p[col.removeprefix("correct_")] for p in curve], marker="o", label=mode)
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"{config.select_on} accuracy %")
-    ax.set_ylim(0, 100)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(output_dir / "selection_curve.png", dpi=120)
-    plt.close(fig)
-    return best, curve
-
-
-def _step(name: str) -> int:
-    """``checkpoint-40`` -> 40; -1 for names without a trailing number."""
-    digits = "".join(ch for ch in name.rsplit("-", 1)[-1] if ch.isdigit())
-    return int(digits) if digits else -1
+    selection = eval.model_copy(update={"benchmarks": [eval.select_on]})
+    result = evaluate(output_dir, checkpoints=checkpoints, eval=selection, tables="selection")
+    scores = [result.scores[c.name][eval.select_on] for c in checkpoints]
+    curve = [CurvePoint(name=c.name, path=c.path, step=c.step, strict=s["strict"], cft_compat=s["cft_compat"])
+             for c, s in zip(checkpoints, scores)]
+    best = max(curve, key=lambda point: getattr(point, SELECTION_MODE))
+    png = output_dir / "selection_curve.png"
+    selected = SelectionResult(select_on=eval.select_on, best=best, curve=curve, curve_png=str(png))
+    (output_dir / "selection_curve.json").write_text(selected.model_dump_json(indent=2))
+    with png_figure(png, figsize=(6, 3.5)) as (_, ax):
+        # Checkpoints without a training step (a base model, folders given by hand) plot in order.
+        x = [p.step if p.step is not None else i for i, p in enumerate(curve)]
+        for mode in SCORE_MODES:
+            ax.plot(x, [getattr(p, mode) for p in curve], marker="o", label=mode)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"{eval.select_on} accuracy %")
+        ax.set_ylim(0, 100)
+        ax.legend()
+    return selected

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from cft_ray.eval.benchmarks import EvalSample
+from cft_ray.core.benchmarks import EvalSample
 
 STOP_WORDS = ("</s>", "<|im_end|>", "<|endoftext|>", "(END)", "\\[END\\]", "**END**", "[END]")
 
@@ -20,11 +20,11 @@ SINGLE_PASS_CRITIQUE = (
     " After solving, critique your own solution step by step; if you find it wrong, write a corrected solution."
 )
 
-TEMPLATES = {
+EVAL_TEMPLATES = {
     "qwen25-math-cot": "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n",
     "deepseek-math": "User: {question}\n{system}\n\nAssistant:",
 }
-PROMPTS = (*TEMPLATES, "chat-template")
+PROMPTS = (*EVAL_TEMPLATES, "chat-template")
 
 
 @lru_cache(maxsize=4)
@@ -44,6 +44,6 @@ def render(sample: EvalSample, prompt: str, model: str | None = None, single_pas
             raise ValueError("prompt 'chat-template' needs the model folder for its tokenizer")
         messages = [{"role": "system", "content": system}, {"role": "user", "content": sample.question}]
         return _tokenizer(model).apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    if prompt not in TEMPLATES:
+    if prompt not in EVAL_TEMPLATES:
         raise ValueError(f"unknown prompt {prompt!r}; known: {', '.join(PROMPTS)}")
-    return TEMPLATES[prompt].format(system=system, question=sample.question)
+    return EVAL_TEMPLATES[prompt].format(system=system, question=sample.question)

@@ -15,9 +15,9 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from cft_ray.data.formats import CFT_INSTRUCTION, cft_input, render_prompt
+from cft_ray.core.formats import CFT_INSTRUCTION, cft_input, render_prompt
 from cft_ray.models.generation import EngineSpec, Sampling, VLLMGenerator
-from cft_ray.teacher.verdict import parse_verdict
+from cft_ray.core.verdict import parse_verdict
 
 
 def critique_prompt(question: str, solution: str) -> str:

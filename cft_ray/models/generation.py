@@ -45,6 +45,14 @@ class EngineSpec:
     kv_cache_gib: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def for_section(cls, section: Any, model: str) -> "EngineSpec":
+        """The engine a config section asks for (``data.generation`` or ``eval``: both have
+        ``use_gpu``, ``tensor_parallel_size``, ``num_engines``, ``seed``; eval adds ``max_model_len``)."""
+        return cls(model=str(model), use_gpu=section.use_gpu, tensor_parallel_size=section.tensor_parallel_size,
+                   num_engines=section.num_engines, seed=section.seed,
+                   max_model_len=getattr(section, "max_model_len", None))
+
     def llm_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(
             model=self.model,

@@ -13,7 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from cft_ray.config import ModelConfig, TinyModelConfig, section_hash
+from cft_ray.config import ModelConfig, TinyModelConfig
+from cft_ray.core.hashing import section_hash
 
 # Bump when the build recipe changes, so cached folders from an older recipe are not reused.
 RECIPE_VERSION = 1

@@ -1,5 +1,6 @@
 """cft-ray teacher stage: critiques from an OpenAI-compatible teacher on a Ray Data actor pool."""
 
-from cft_ray.teacher.run import Estimate, TeacherAuthError, TeacherSummary, run_teacher
+from cft_ray.stages import Estimate, TeacherSummary
+from cft_ray.teacher.run import TeacherAuthError, run_teacher
 
 __all__ = ["Estimate", "TeacherAuthError", "TeacherSummary", "run_teacher"]

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import openai
 import pandas as pd
 
+from cft_ray.config import TeacherConfig
+from cft_ray.core.verdict import parse_verdict
 from cft_ray.teacher.cache import ResponseCache, request_key
-from cft_ray.teacher.prompts import Template, build_messages, get_template
-from cft_ray.teacher.verdict import parse_verdict
+from cft_ray.teacher.messages import Template, build_messages, get_template
 
 RESULT_COLUMNS = ["critique", "verdict", "finish_reason", "prompt_tokens", "completion_tokens", "cost_usd",
                   "model", "attempts", "status", "error", "cached", "request_key"]
@@ -43,23 +44,18 @@ class Secret:
 
 
 @dataclass(frozen=True)
-class CallSettings:
-    """Everything an actor needs, picklable (the key travels apart, as a Secret)."""
+class Endpoint:
+    """What is resolved only when a run starts: the URL (the offline teacher's port), the prompt
+    template and where answers are cached. Everything else comes from the TeacherConfig."""
 
     base_url: str
-    model: str
     template: str
-    sampling: dict  # temperature, top_p, max_tokens
-    price_per_token: tuple[float, float]  # (prompt, completion) dollars per token
     cache_uri: str
-    max_concurrency: int
-    max_attempts: int
-    max_length_retries: int
-    timeout_s: float
-    max_context_tokens: int
-    est_completion_tokens: int
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
+
+
+# Exponential backoff with full jitter: the first retry waits up to 0.5 s, never more than 30 s.
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 30.0
 
 
 def estimate_tokens(messages: list[dict]) -> int:
@@ -67,7 +63,7 @@ def estimate_tokens(messages: list[dict]) -> int:
     return sum(math.ceil(len(m["content"]) / 4) + 4 for m in messages)
 
 
-def check_row(row: dict, template: Template, settings: CallSettings) -> tuple[str, str] | None:
+def check_row(row: dict, template: Template, config: TeacherConfig) -> tuple[str, str] | None:
     """(error class, reason) when a row cannot be sent, else None."""
     for field in template.fields:
         value = row.get(field)
@@ -78,9 +74,9 @@ def check_row(row: dict, template: Template, settings: CallSettings) -> tuple[st
         if not value.strip():
             return "BadRow", f"empty {field}"
     est = estimate_tokens(build_messages(template, row))
-    if est + settings.sampling["max_tokens"] > settings.max_context_tokens:
-        return "ContextTooLong", (f"about {est} prompt tokens + max_tokens {settings.sampling['max_tokens']} "
-                                  f"exceed the model's {settings.max_context_tokens}")
+    if est + config.max_tokens > config.max_context_tokens:
+        return "ContextTooLong", (f"about {est} prompt tokens + max_tokens {config.max_tokens} "
+                                  f"exceed the model's {config.max_context_tokens}")
     return None
 
 
@@ -115,21 +111,21 @@ def classify(exc: Exception) -> tuple[str, bool]:
 class TeacherWorker:
     """``map_batches`` callable class (async: Ray Data runs several batches of one actor at once)."""
 
-    def __init__(self, settings: CallSettings, api_key: Secret, limiter):
-        self.s = settings
+    def __init__(self, config: TeacherConfig, endpoint: Endpoint, api_key: Secret, limiter):
+        self.config, self.endpoint = config, endpoint
         self.key = api_key
         self.limiter = limiter
-        self.template = get_template(settings.template)
-        self.cache = ResponseCache(settings.cache_uri)
+        self.template = get_template(endpoint.template)
+        self.cache = ResponseCache(endpoint.cache_uri)
         self._client: openai.AsyncOpenAI | None = None
         self._slots: asyncio.Semaphore | None = None
         self._inflight: dict[str, asyncio.Task] = {}  # identical rows share one request
 
     async def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         if self._client is None:  # created inside Ray Data's event loop, used only there
-            self._client = openai.AsyncOpenAI(base_url=self.s.base_url, api_key=self.key.reveal(),
-                                              max_retries=0, timeout=self.s.timeout_s)
-            self._slots = asyncio.Semaphore(self.s.max_concurrency)
+            self._client = openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self.key.reveal(),
+                                              max_retries=0, timeout=self.config.request_timeout_s)
+            self._slots = asyncio.Semaphore(self.config.max_concurrency)
         results = await asyncio.gather(*(self._row(row) for row in batch.to_dict("records")))
         out = batch.copy()
         for column in [*RESULT_COLUMNS, self.template.output_column]:
@@ -141,11 +137,11 @@ class TeacherWorker:
 
     # ---- one row ---------------------------------------------------------------------------
     async def _row(self, row: dict) -> dict:
-        problem = check_row(row, self.template, self.s)
+        problem = check_row(row, self.template, self.config)
         if problem:
             return self._error(*problem)
         messages = build_messages(self.template, row)
-        key = request_key(self.s.base_url, self.s.model, messages, self.s.sampling)
+        key = request_key(self.endpoint.base_url, self.config.model, messages, self.config.sampling)
         hit = await asyncio.to_thread(self.cache.get, key)
         if hit is not None:
             return self._result(hit, key, cached=True)
@@ -155,11 +151,12 @@ class TeacherWorker:
         return await asyncio.shield(self._inflight[key])
 
     async def _request(self, messages: list[dict], est: int, key: str) -> dict:
-        prompt_price, completion_price = self.s.price_per_token
-        charge = est + self.s.sampling["max_tokens"]
-        est_cost = est * prompt_price + self.s.est_completion_tokens * completion_price
+        c = self.config
+        prompt_price, completion_price = c.price_per_token
+        charge = est + c.max_tokens
+        est_cost = est * prompt_price + c.est_completion_tokens * completion_price
         spent, attempts, length_retries, error = 0.0, 0, 0, ("NotSent", "")
-        while attempts < self.s.max_attempts:
+        while attempts < c.max_attempts:
             retry_after = None
             async with self._slots:
                 decision, detail = await self.limiter.reserve.remote(charge, est_cost)
@@ -171,7 +168,7 @@ class TeacherWorker:
                 attempts += 1
                 try:
                     raw = await self._client.chat.completions.with_raw_response.create(
-                        model=self.s.model, messages=messages, **self.s.sampling)
+                        model=c.model, messages=messages, **c.sampling)
                     reply = raw.parse()
                 except Exception as exc:  # every failure becomes a retry or an error record
                     await self.limiter.settle.remote(charge, 0, est_cost, 0.0)
@@ -193,11 +190,11 @@ class TeacherWorker:
                     content = choice.message.content if choice else None
                     record = {"content": content, "finish_reason": (choice.finish_reason or "") if choice else "",
                               "prompt_tokens": p_tok, "completion_tokens": c_tok, "cost_usd": cost,
-                              "model": reply.model or self.s.model, "attempts": attempts}
+                              "model": reply.model or c.model, "attempts": attempts}
                     if not content:
                         error = ("EmptyReply", "the teacher returned no text")
                     elif record["finish_reason"] == "length":
-                        if length_retries >= self.s.max_length_retries:
+                        if length_retries >= c.max_length_retries:
                             return {**self._result(record, key, cached=False), "status": "error",
                                     "error": f"LengthLimit: cut at max_tokens after {attempts} attempts",
                                     "verdict": "none", "cost_usd": spent}
@@ -212,7 +209,7 @@ class TeacherWorker:
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential with full jitter; never sooner than the server's Retry-After."""
-        wait = random.uniform(0, min(self.s.backoff_max_s, self.s.backoff_base_s * 2 ** (attempt - 1)))
+        wait = random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
         return max(wait, retry_after + random.uniform(0, 0.1) if retry_after is not None else 0.0)
 
     # ---- records ---------------------------------------------------------------------------
@@ -230,6 +227,6 @@ class TeacherWorker:
 
     def _error(self, kind: str, message: str, attempts: int = 0, spent: float = 0.0) -> dict:
         return {"critique": "", "verdict": "none", "finish_reason": "", "prompt_tokens": 0,
-                "completion_tokens": 0, "cost_usd": spent, "model": self.s.model, "attempts": attempts,
+                "completion_tokens": 0, "cost_usd": spent, "model": self.config.model, "attempts": attempts,
                 "status": "error", "error": f"{kind}: {message}", "cached": False, "request_key": "",
                 self.template.output_column: ""}

@@ -20,34 +20,9 @@ import time
 
 import ray
 
+from cft_ray.teacher.bucket import TokenBucket
+
 log = logging.getLogger("cft_ray.teacher")
-
-
-class TokenBucket:
-    """``rate`` units per second, holding at most ``capacity``; reservations may go negative."""
-
-    def __init__(self, per_minute: float, burst_s: float = 1.0):
-        self.set_rate(per_minute, burst_s)
-        self.level, self.stamp = self.capacity, time.monotonic()
-
-    def set_rate(self, per_minute: float, burst_s: float = 1.0) -> None:
-        self.per_minute, self.rate = per_minute, per_minute / 60.0
-        self.capacity = max(1.0, self.rate * burst_s)
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def reserve(self, amount: float) -> float:
-        """Take ``amount`` now; the seconds until the bucket covers it."""
-        self._refill()
-        self.level -= amount
-        return 0.0 if self.level >= 0 else -self.level / self.rate
-
-    def refund(self, amount: float) -> None:
-        self._refill()
-        self.level = min(self.capacity, self.level + amount)
 
 
 def _seconds(text: str) -> float | None:

@@ -8,12 +8,10 @@ before any call; then stream the rows through :class:`TeacherWorker` actors shar
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import openai
@@ -22,59 +20,19 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
 
-from cft_ray.config_base import ConfigError
+from cft_ray.config import ConfigError, TeacherConfig
+from cft_ray.stages import Estimate, TeacherSummary
 from cft_ray.storage import as_uri
 from cft_ray.teacher.cache import ResponseCache, request_key, url_family
-from cft_ray.teacher.client import CallSettings, Secret, TeacherWorker, check_row, estimate_tokens, scrub
-from cft_ray.teacher.config import TeacherConfig
+from cft_ray.teacher.client import Endpoint, Secret, TeacherWorker, check_row, estimate_tokens, scrub
 from cft_ray.teacher.limiter import SharedLimiter
-from cft_ray.teacher.prompts import build_messages, get_template
-from cft_ray.teacher.server import OfflineTeacherServer
+from cft_ray.teacher.messages import build_messages, get_template
 
 log = logging.getLogger("cft_ray.teacher")
 
 
 class TeacherAuthError(ConfigError):
     """The endpoint refused the API key; nothing was sent."""
-
-
-@dataclass
-class Estimate:
-    rows: int = 0
-    to_send: int = 0
-    cached: int = 0
-    bad: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    dollars: float = 0.0
-
-    def line(self) -> str:
-        return (f"estimate: {self.rows} rows, {self.cached} cached, {self.bad} bad, {self.to_send} to send: "
-                f"~{self.prompt_tokens:,} prompt + ~{self.completion_tokens:,} completion tokens, ~${self.dollars:.4f}")
-
-
-@dataclass
-class TeacherSummary:
-    rows: int = 0
-    ok: int = 0
-    error: int = 0
-    cached: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    dollars: float = 0.0  # spent by this run (cached rows cost nothing now)
-    seconds: float = 0.0
-    rows_per_s: float = 0.0
-    errors_by_class: dict[str, int] = field(default_factory=dict)
-    estimate: Estimate | None = None
-    output_path: str | None = None
-
-    def table(self) -> str:
-        lines = [f"{'rows':>10} {'ok':>8} {'error':>8} {'cached':>8} {'prompt tok':>12} {'compl tok':>12} "
-                 f"{'dollars':>10} {'rows/s':>8}",
-                 f"{self.rows:>10} {self.ok:>8} {self.error:>8} {self.cached:>8} {self.prompt_tokens:>12,} "
-                 f"{self.completion_tokens:>12,} {self.dollars:>10.4f} {self.rows_per_s:>8.1f}"]
-        lines += [f"  error {kind}: {n}" for kind, n in sorted(self.errors_by_class.items())]
-        return "\n".join(lines)
 
 
 def resolve_api_key(config: TeacherConfig, base_url: str) -> Secret:
@@ -118,15 +76,15 @@ def read_rows(rows: ray.data.Dataset | str | Path) -> ray.data.Dataset:
     return ray.data.read_parquet(path)
 
 
-def _estimate_batch(batch: pd.DataFrame, settings: CallSettings) -> pd.DataFrame:
-    template, cache = get_template(settings.template), ResponseCache(settings.cache_uri)
+def _estimate_batch(batch: pd.DataFrame, config: TeacherConfig, endpoint: Endpoint) -> pd.DataFrame:
+    template, cache = get_template(endpoint.template), ResponseCache(endpoint.cache_uri)
     est = {"rows": len(batch), "bad": 0, "cached": 0, "to_send": 0, "prompt_tokens": 0}
     for row in batch.to_dict("records"):
-        if check_row(row, template, settings):
+        if check_row(row, template, config):
             est["bad"] += 1
             continue
         messages = build_messages(template, row)
-        if cache.get(request_key(settings.base_url, settings.model, messages, settings.sampling)) is not None:
+        if cache.get(request_key(endpoint.base_url, config.model, messages, config.sampling)) is not None:
             est["cached"] += 1
         else:
             est["to_send"] += 1
@@ -134,29 +92,15 @@ def _estimate_batch(batch: pd.DataFrame, settings: CallSettings) -> pd.DataFrame
     return pd.DataFrame([est])
 
 
-def estimate(ds: ray.data.Dataset, settings: CallSettings) -> Estimate:
+def estimate(ds: ray.data.Dataset, config: TeacherConfig, endpoint: Endpoint) -> Estimate:
     """Tokens and dollars of what the cache does not hold yet (one pass, no calls)."""
-    parts = ds.map_batches(_estimate_batch, fn_kwargs={"settings": settings}, batch_format="pandas",
-                           batch_size=1024).to_pandas()
+    parts = ds.map_batches(_estimate_batch, fn_kwargs={"config": config, "endpoint": endpoint},
+                           batch_format="pandas", batch_size=1024).to_pandas()
     totals = {k: int(parts[k].sum()) for k in ("rows", "bad", "cached", "to_send", "prompt_tokens")}
-    completion = totals["to_send"] * settings.est_completion_tokens
-    p_price, c_price = settings.price_per_token
+    completion = totals["to_send"] * config.est_completion_tokens
+    p_price, c_price = config.price_per_token
     return Estimate(**totals, completion_tokens=completion,
                     dollars=totals["prompt_tokens"] * p_price + completion * c_price)
-
-
-def _settings(config: TeacherConfig, base_url: str, template: str, cache_uri: str) -> CallSettings:
-    prompt_price, completion_price = config.prices_per_million.get(config.model, (0.0, 0.0))
-    if config.model not in config.prices_per_million:
-        log.warning("teacher: no price for %s in teacher.prices_per_million; costs count as $0", config.model)
-    return CallSettings(
-        base_url=base_url, model=config.model, template=template,
-        sampling={"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_tokens},
-        price_per_token=(prompt_price / 1e6, completion_price / 1e6), cache_uri=cache_uri,
-        max_concurrency=config.max_concurrency, max_attempts=config.max_attempts,
-        max_length_retries=config.max_length_retries, timeout_s=config.request_timeout_s,
-        max_context_tokens=config.max_context_tokens, est_completion_tokens=config.est_completion_tokens,
-    )
 
 
 def _references(ds: ray.data.Dataset) -> dict[str, str]:
@@ -169,42 +113,38 @@ def _references(ds: ray.data.Dataset) -> dict[str, str]:
 
 
 def run_teacher(
-    rows: ray.data.Dataset | str | Path,
-    config: TeacherConfig,
     output_dir: str | Path,
-    template: str | None = None,
     *,
+    rows: ray.data.Dataset | str | Path,
+    teacher: TeacherConfig,
+    template: str | None = None,
     dry_run: bool = False,
 ) -> TeacherSummary:
-    """Critique every row (``template`` defaults to ``config.prompt``); see the module doc."""
-    from cft_ray.raycluster import connect
-
-    connect()
-    template = template or config.prompt
+    """Critique every row (``template`` defaults to ``teacher.prompt``); see the module doc.
+    With no ``teacher.base_url`` the offline teacher answers, on loopback."""
+    template = template or teacher.prompt
     get_template(template)  # unknown names fail before any work
     ds = read_rows(rows)
     output_dir = str(output_dir)
-    cache_uri = config.cache_dir or f"{output_dir.rstrip('/')}/teacher-cache"
-    server = None
-    if config.base_url is None:
-        server = OfflineTeacherServer(model=config.model, references=_references(ds)).start()
-    try:
-        base_url = config.base_url or server.base_url
-        return _run(ds, config, output_dir, template, base_url, cache_uri, dry_run)
-    finally:
-        if server is not None:
-            server.stop()
+    cache_uri = teacher.cache_dir or f"{output_dir.rstrip('/')}/teacher-cache"
+    if teacher.prices_per_million.get(teacher.model) is None:
+        log.warning("teacher: no price for %s in teacher.prices_per_million; costs count as $0", teacher.model)
+    if teacher.base_url is not None:
+        return _run(ds, teacher, output_dir, Endpoint(teacher.base_url, template, cache_uri), dry_run)
+    from cft_ray.testing.teacher_server import OfflineTeacherServer  # the smoke run's stand-in for a paid API
+
+    with OfflineTeacherServer(model=teacher.model, references=_references(ds)) as server:
+        return _run(ds, teacher, output_dir, Endpoint(server.base_url, template, cache_uri), dry_run)
 
 
-def _run(ds, config, output_dir, template, base_url, cache_uri, dry_run) -> TeacherSummary:
-    key = resolve_api_key(config, base_url)
-    settings = _settings(config, base_url, template, cache_uri)
-    est = estimate(ds, settings)
-    print(f"teacher {config.model} at {url_family(base_url)} ({template}): {est.line()}", flush=True)
+def _run(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, dry_run: bool) -> TeacherSummary:
+    key = resolve_api_key(config, endpoint.base_url)
+    est = estimate(ds, config, endpoint)
+    print(f"teacher {config.model} at {url_family(endpoint.base_url)} ({endpoint.template}): {est.line()}", flush=True)
     if dry_run:
         return TeacherSummary(rows=est.rows, estimate=est)
     if est.to_send:
-        check_endpoint(base_url, key)
+        check_endpoint(endpoint.base_url, key)
 
     limiter = SharedLimiter.remote(config.requests_per_minute, config.tokens_per_minute, config.budget_usd)
     started = time.monotonic()
@@ -214,7 +154,7 @@ def _run(ds, config, output_dir, template, base_url, cache_uri, dry_run) -> Teac
     # One block per batch, so the pool's actors all get work from the first rows on.
     results = ds.repartition(target_num_rows_per_block=config.batch_size).map_batches(
         TeacherWorker,
-        fn_constructor_kwargs={"settings": settings, "api_key": key, "limiter": limiter},
+        fn_constructor_kwargs={"config": config, "endpoint": endpoint, "api_key": key, "limiter": limiter},
         compute=ray.data.ActorPoolStrategy(size=config.num_actors, max_concurrent_calls_per_actor=batches_per_actor,
                                            max_tasks_in_flight_per_actor=2 * batches_per_actor),
         batch_size=config.batch_size, batch_format="pandas", num_cpus=config.actor_num_cpus,
@@ -233,7 +173,7 @@ def _run(ds, config, output_dir, template, base_url, cache_uri, dry_run) -> Teac
     if stop_reason:
         log.error("teacher: stopped early: %s", stop_reason)
     with fs.open_output_stream(f"{path.rsplit('/', 1)[0]}/teacher-summary.json") as f:
-        f.write(json.dumps(asdict(summary), indent=2).encode())
+        f.write(summary.model_dump_json(indent=2).encode())
     return summary
 
 

@@ -17,12 +17,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from cft_ray.core.checkpoints import checkpoint_name
+
 STATE_DIR = "deepspeed"
 STATE_TAG = "state"
-
-
-def checkpoint_name(step: int) -> str:
-    return f"checkpoint-{step}"
 
 
 def save_and_report(engine, tokenizer, step: int, metrics: dict, rank: int, run_dir: str | None, stale_step: int | None) -> None:

@@ -2,7 +2,7 @@
 the cutoff policy, the per-step plan (which samples each worker packs into which micro batch)
 and, from it, the rows of each worker's Ray Dataset: its collated micro batches in plan order.
 
-Rendering goes through :mod:`cft_ray.data.formats`, so the bytes trained on are those of
+Rendering goes through :mod:`cft_ray.core.formats`, so the bytes trained on are those of
 reference section 1: ``prompt + output + "<|im_end|>" + "\\n"``. Loss is on
 ``output + "<|im_end|>"``; the trailing newline is part of the text but carries no loss.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cft_ray.data.formats import render_prompt, render_target
+from cft_ray.core.formats import render_prompt, render_target
 
 IGNORE_INDEX = -100
 _SLOT = "\x00CFT_RAY_INPUT_SLOT\x00"  # marks where the input sits inside the rendered prompt

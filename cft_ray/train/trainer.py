@@ -25,27 +25,44 @@ import math
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from cft_ray.config import TrainConfig
 
 log = logging.getLogger("cft_ray.train")
 
 KILL_ENV = "CFT_RAY_TEST_KILL_AT_STEP"  # test hook: rank 1 SIGKILLs itself after this step, once
 
 
-def deepspeed_config(t: dict, world_size: int, grad_accum: int, bf16: bool) -> dict:
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What every worker is given (Ray Train pickles it into each worker process)."""
+
+    train: TrainConfig
+    model_path: str
+    attn_implementation: str
+    total_steps: int
+    mean_sample_len: float  # tokens, for the attention term of the MFU
+    output_dir: str  # metrics.jsonl and the kill hook's marker
+    run_dir: str  # Ray Train's run folder, where older checkpoints' resume state is dropped
+    kill_at_step: int | None = None
+
+
+def deepspeed_config(t: TrainConfig, world_size: int, bf16: bool) -> dict:
     return {
-        "train_micro_batch_size_per_gpu": t["micro_batch_size"],
-        "gradient_accumulation_steps": grad_accum,
-        "train_batch_size": t["micro_batch_size"] * grad_accum * world_size,
+        "train_micro_batch_size_per_gpu": t.micro_batch_size,
+        "gradient_accumulation_steps": t.grad_accum_steps,
+        "train_batch_size": t.micro_batch_size * t.grad_accum_steps * world_size,
         # Packing makes the number of micro batches per step vary: we own the boundary (step()).
         "managed_gradient_accumulation": False,
-        "gradient_clipping": t["max_grad_norm"],
-        "zero_optimization": {"stage": t["zero_stage"], "stage3_gather_16bit_weights_on_model_save": True},
+        "gradient_clipping": t.max_grad_norm,
+        "zero_optimization": {"stage": t.zero_stage, "stage3_gather_16bit_weights_on_model_save": True},
         "bf16": {"enabled": bf16},
         "optimizer": {
             "type": "AdamW",
-            "params": {"lr": t["learning_rate"], "betas": [0.9, 0.999], "eps": 1e-8,
-                       "weight_decay": t["weight_decay"], "torch_adam": True},
+            "params": {"lr": t.learning_rate, "betas": [0.9, 0.999], "eps": 1e-8,
+                       "weight_decay": t.weight_decay, "torch_adam": True},
         },
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
@@ -76,7 +93,7 @@ def flops_per_token(model_config, num_params: int, mean_seq_len: float) -> float
     return 6 * num_params + 6 * model_config.num_hidden_layers * model_config.hidden_size * mean_seq_len
 
 
-def train_loop_per_worker(cfg: dict) -> None:
+def train_loop_per_worker(config: dict) -> None:
     import deepspeed
     import ray.train
     import ray.train.torch
@@ -91,35 +108,36 @@ def train_loop_per_worker(cfg: dict) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    t = cfg["train"]
+    plan: WorkerPlan = config["plan"]
+    t = plan.train
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    bf16 = bool(t["bf16"] and t["use_gpu"])
-    torch.manual_seed(t["seed"])
+    bf16 = bool(t.bf16 and t.use_gpu)
+    torch.manual_seed(t.seed)
 
     shard = ray.train.get_dataset_shard(f"rank{rank}")
-    total_steps = cfg["total_steps"]
+    total_steps = plan.total_steps
     log.info("rank %d: %d steps planned; setting up DeepSpeed", rank, total_steps)
-    deepspeed.init_distributed(dist_backend="nccl" if t["use_gpu"] else "gloo")
-    ds_config = deepspeed_config(t, world, cfg["grad_accum_steps"], bf16)
+    deepspeed.init_distributed(dist_backend="nccl" if t.use_gpu else "gloo")
+    ds_config = deepspeed_config(t, world, bf16)
     # Under ZeRO-3 this makes from_pretrained partition the weights while loading (deepspeed.zero.Init).
-    hf_ds = HfDeepSpeedConfig(ds_config) if t["zero_stage"] == 3 else None  # noqa: F841 (must stay alive)
-    tokenizer = AutoTokenizer.from_pretrained(cfg["model_path"])
+    hf_ds = HfDeepSpeedConfig(ds_config) if t.zero_stage == 3 else None  # noqa: F841 (must stay alive)
+    tokenizer = AutoTokenizer.from_pretrained(plan.model_path)
     model = AutoModelForCausalLM.from_pretrained(
-        cfg["model_path"], dtype=torch.bfloat16 if bf16 else torch.float32, attn_implementation=cfg["attn_implementation"]
+        plan.model_path, dtype=torch.bfloat16 if bf16 else torch.float32, attn_implementation=plan.attn_implementation
     )
-    if t["gradient_checkpointing"]:
+    if t.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     engine, _, _, _ = deepspeed.initialize(
         model=model, model_parameters=model.parameters(), config=ds_config,
-        lr_scheduler=make_scheduler(t["lr_scheduler"], t["warmup_ratio"], total_steps),
+        lr_scheduler=make_scheduler(t.lr_scheduler, t.warmup_ratio, total_steps),
     )
     start = restore(engine)
     if rank == 0:
-        log.info("training steps %d..%d of %d on %d workers (ZeRO-%d)", start + 1, total_steps, total_steps, world, t["zero_stage"])
+        log.info("training steps %d..%d of %d on %d workers (ZeRO-%d)", start + 1, total_steps, total_steps, world, t.zero_stage)
     num_params = sum(getattr(p, "ds_numel", p.numel()) for p in engine.module.parameters())
-    metrics_path = Path(cfg["output_dir"]) / "metrics.jsonl"
+    metrics_path = Path(plan.output_dir) / "metrics.jsonl"
 
     saved = [start] if start else []  # steps whose checkpoints hold resume state, oldest first
     rows = (row for row in shard.iter_rows() if row["step"] >= start)  # in plan order; resume skips done steps
@@ -152,9 +170,9 @@ def train_loop_per_worker(cfg: dict) -> None:
             "loss_tokens": int(loss_tokens_read),
             "seconds": seconds,
         }
-        if t["use_gpu"]:
-            metrics["mfu"] = flops_per_token(engine.module.config, num_params, cfg["mean_sample_len"]) * (
-                metrics["tokens_per_s"] / (t["peak_tflops_per_gpu"] * 1e12 * world))
+        if t.use_gpu:
+            metrics["mfu"] = flops_per_token(engine.module.config, num_params, plan.mean_sample_len) * (
+                metrics["tokens_per_s"] / (t.peak_tflops_per_gpu * 1e12 * world))
         if rank == 0:
             with metrics_path.open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
@@ -163,18 +181,18 @@ def train_loop_per_worker(cfg: dict) -> None:
                 step + 1, total_steps, metrics["loss"], lr, metrics["grad_norm"], metrics["tokens_per_s"],
                 100 * metrics["padding_fraction"], f" mfu {100 * metrics['mfu']:.1f}%" if "mfu" in metrics else "",
             )
-        _maybe_die(cfg, step + 1, rank, world)
-        if (step + 1) % t["save_steps"] == 0 or step + 1 == total_steps:
+        _maybe_die(plan, step + 1, rank, world)
+        if (step + 1) % t.save_steps == 0 or step + 1 == total_steps:
             stale = saved[-2] if len(saved) >= 2 else None
-            save_and_report(engine, tokenizer, step + 1, metrics, rank, cfg["run_dir"], stale)
+            save_and_report(engine, tokenizer, step + 1, metrics, rank, plan.run_dir, stale)
             saved.append(step + 1)
 
 
-def _maybe_die(cfg: dict, step: int, rank: int, world: int) -> None:
+def _maybe_die(plan: WorkerPlan, step: int, rank: int, world: int) -> None:
     """Test hook for fault tolerance: a real SIGKILL of one worker, on the first attempt only."""
-    if cfg.get("kill_at_step") != step or rank != (1 if world > 1 else 0):
+    if plan.kill_at_step != step or rank != (1 if world > 1 else 0):
         return
-    marker = Path(cfg["output_dir"]) / f".killed-at-step-{step}"
+    marker = Path(plan.output_dir) / f".killed-at-step-{step}"
     if marker.exists():
         return
     marker.write_text(str(os.getpid()))

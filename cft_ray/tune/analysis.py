@@ -29,13 +29,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from cft_ray.eval.benchmarks import BENCHMARKS
+from cft_ray.config import SIZE_KEY
+from cft_ray.core.benchmarks import BENCHMARKS
+from cft_ray.report.markdown import fmt, frame_table
+from cft_ray.report.plots import png_figure
 
 log = logging.getLogger(__name__)
 
 METHOD_KEY = "train.method"
 TEACHER_KEY = "teacher.model"
-SIZE_KEY = "data.subset.sizes"
 BASE_CONFIG_FILE = "sweep_config.yaml"  # the sweep's resolved base config, for unswept axes
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Numbers Tune adds to every result; not metrics of the run.
@@ -213,11 +215,6 @@ def benchmark_table(ok: pd.DataFrame, metric: str, mode: str) -> pd.DataFrame:
 
 
 def _plot_accuracy_vs_size(ok: pd.DataFrame, metrics: list[str], path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if ok.empty or not metrics:
         return None
     numeric = ok[ok["size"].map(lambda v: isinstance(v, (int, float))).astype(bool)].assign(series=_series_label)
@@ -225,43 +222,25 @@ def _plot_accuracy_vs_size(ok: pd.DataFrame, metrics: list[str], path: Path) -> 
         return None
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
-        for series, group in numeric.groupby("series"):
-            points = group.groupby("size")[metric].max().dropna().sort_index()
-            ax.plot(points.index, points.values, marker="o", label=series)
-        if numeric["size"].max() > 10 * max(numeric["size"].min(), 1):
-            ax.set_xscale("log")
-        ax.set(title=metric, xlabel="training examples", ylabel="accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with png_figure(path, nrows=rows, ncols=cols, figsize=(5 * cols, 3.8 * rows), squeeze=False) as (_, axes):
+        for ax, metric in zip(axes.flat, metrics):
+            for series, group in numeric.groupby("series"):
+                points = group.groupby("size")[metric].max().dropna().sort_index()
+                ax.plot(points.index, points.values, marker="o", label=series)
+            if numeric["size"].max() > 10 * max(numeric["size"].min(), 1):
+                ax.set_xscale("log")
+            ax.set(title=metric, xlabel="training examples", ylabel="accuracy")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        for ax in list(axes.flat)[len(metrics):]:
+            ax.axis("off")
     return path
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
-
-
-def markdown(frame: pd.DataFrame, index: bool = False) -> str:
-    """A plain GitHub table (no ``tabulate`` dependency)."""
-    frame = frame.reset_index() if index else frame
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    body = ["| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
 
 
 def _write_table(frame: pd.DataFrame, out: Path, stem: str, index: bool = False) -> list[Path]:
     csv, md = out / f"{stem}.csv", out / f"{stem}.md"
     frame.to_csv(csv, index=index)
-    md.write_text(markdown(frame, index=index))
+    md.write_text(frame_table(frame, index=index))
     return [csv, md]
 
 
@@ -331,13 +310,13 @@ def analyze(
         f"# Sweep analysis: {experiment_dir.name}\n",
         f"{len(frame)} trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + f". Ranked by `{metric}` ({mode}).\n",
         "## Best trial\n",
-        (f"`{best['trial_id']}`: {metric} = {_fmt(best[metric])} (method {best['method']}, teacher {best['teacher']}, size {best['size']})\n" if best else "No trial has reported the metric yet.\n"),
+        (f"`{best['trial_id']}`: {metric} = {fmt(best[metric])} (method {best['method']}, teacher {best['teacher']}, size {best['size']})\n" if best else "No trial has reported the metric yet.\n"),
         f"## {metric} against data size (Figure 1)\n",
-        markdown(size_table, index=True) if not size_table.empty else "No results yet.\n",
+        frame_table(size_table, index=True) if not size_table.empty else "No results yet.\n",
         "## Per benchmark (Tables 5 and 7)\n",
-        markdown(bench_table) if not bench_table.empty else "No results yet.\n",
+        frame_table(bench_table) if not bench_table.empty else "No results yet.\n",
         "## All trials\n",
-        markdown(trial_table),
+        frame_table(trial_table),
         f"## Failed trials ({len(failed)})\n",
         "".join(f"- `{f['trial_id']}`: {_last_line(f['error'])}\n" for f in failed) or "None.\n",
     ]

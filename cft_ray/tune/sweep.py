@@ -20,51 +20,23 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
 import yaml
-from pydantic import ValidationError
 
-from cft_ray.config import ConfigError, PipelineConfig, section_hash
-from cft_ray.pipeline import training_set
+from cft_ray.config import SIZE_KEY, ConfigError, PipelineConfig, apply_overrides, validate
+from cft_ray.core.checkpoints import Checkpoint
+from cft_ray.stages import STAGES, SweepResult, run_stage, stage_key
 from cft_ray.storage import as_uri
 from cft_ray.tune.analysis import BASE_CONFIG_FILE
-from cft_ray.tune.config import SIZE_KEY
 
 log = logging.getLogger(__name__)
 
-# Overrides that change what the data stage writes (sources, critiques, the tokenizer used to
-# build); a sweep builds the data once per distinct combination of these.
-DATA_SHAPING_PREFIXES = ("data.", "teacher.", "model.", "eval.data_dir")
-
-
-@dataclass
-class SweepResult:
-    experiment_dir: str
-    num_trials: int
-    num_errors: int
-    best_config: dict[str, Any] | None
-    best_metrics: dict[str, Any] | None
-
-
-def apply_overrides(base: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
-    """``base`` with dotted-key values set, validated like any config."""
-    data = base.model_dump(mode="json")
-    for key, value in overrides.items():
-        *sections, leaf = key.split(".")
-        node = data
-        for section in sections:
-            node = node.get(section)
-            if not isinstance(node, dict):
-                raise ConfigError(f"tune.param_space key {key!r}: {section!r} is not a config section")
-        node[leaf] = value
-    try:
-        return PipelineConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"sweep point {overrides} is not a valid config:\n{exc}") from None
+# The sweep builds the union of its groups' builders and subset sizes in one build, so these
+# two data fields never split grid points into separate builds.
+UNIONED_DATA_FIELDS = ("data.builders", SIZE_KEY)
 
 
 def check_point(config: PipelineConfig) -> None:
@@ -83,46 +55,47 @@ def grid(param_space: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(param_space[k] for k in keys))]
 
 
-def _data_shaping(overrides: dict[str, Any]) -> dict[str, Any]:
-    """The overrides that change the data build; the subset size only picks a built subset."""
-    return {k: v for k, v in overrides.items() if k.startswith(DATA_SHAPING_PREFIXES) and k != SIZE_KEY}
+def data_key(base: PipelineConfig, overrides: dict[str, Any]) -> str:
+    """Which shared data build a grid point uses: the data stage's key (from the stage contract)
+    of the point's config, leaving out the fields the shared build takes the union of."""
+    point = apply_overrides(base, {k: v for k, v in overrides.items() if k != SIZE_KEY})
+    return stage_key(STAGES["data"], point, exclude=UNIONED_DATA_FIELDS)
 
 
-def data_key(overrides: dict[str, Any]) -> str:
-    """Which shared data build a grid point uses: a hash of its data-shaping values."""
-    return section_hash(_data_shaping(overrides))
+def _training_set(datasets: dict[str, str], config: PipelineConfig) -> str:
+    from cft_ray.data import training_set
+
+    return training_set(datasets, config.train.method, config.data.subset.sizes)
 
 
-def prepare_data(base: PipelineConfig, points: list[dict[str, Any]], root: Path) -> dict[str, dict[str, Any]]:
-    """Run the data stage once per data-shaping group; returns data key -> {"datasets": {name: folder}}."""
-    from cft_ray.data.pipeline import build_datasets
-
-    groups: dict[str, list[dict[str, Any]]] = {}
+def prepare_data(base: PipelineConfig, points: list[dict[str, Any]], root: Path) -> dict[str, dict[str, str]]:
+    """Run the data stage once per group of points that can share a build; returns data key ->
+    {dataset name: folder}."""
+    groups: dict[str, list[PipelineConfig]] = {}
     for point in points:
-        groups.setdefault(data_key(point), []).append(point)
+        groups.setdefault(data_key(base, point), []).append(apply_overrides(base, point))
     datasets = {}
-    for key, members in groups.items():
-        configs = [apply_overrides(base, p) for p in members]
+    for key, configs in groups.items():
         sizes = sorted({s for c in configs for s in c.data.subset.sizes})
         builders = list(dict.fromkeys([*configs[0].data.builders, *(c.train.method for c in configs)]))
-        shaping = _data_shaping(members[0])
-        build_config = apply_overrides(base, {**shaping, SIZE_KEY: sizes, "data.builders": builders})
-        log.info("sweep data %s (%s): builders %s, sizes %s", key, shaping or "base config", builders, sizes or "all")
-        datasets[key] = {"datasets": build_datasets(build_config, root / key).datasets}
+        build = configs[0].model_copy(update={"data": configs[0].data.model_copy(
+            update={"builders": builders, "subset": configs[0].data.subset.model_copy(update={"sizes": sizes})})})
+        log.info("sweep data %s: builders %s, sizes %s", key, builders, sizes or "all")
+        datasets[key] = run_stage("data", build, root / key).datasets
         for trial_config in configs:  # fail now, not inside a trial, if a training set is missing
-            training_set(datasets[key], trial_config)
+            _training_set(datasets[key], trial_config)
     return datasets
 
 
 def trial_metrics(per_benchmark: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Eval's scores of one checkpoint (benchmark -> {strict, cft-compat, ...}) as a flat Tune
-    result: ``<bench>`` is the cft-compat accuracy (the mode the paper's numbers used),
+    """Eval's scores of one checkpoint (benchmark -> {strict, cft_compat, ...}) as a flat Tune
+    result: ``<bench>`` is the cft_compat accuracy (the mode the paper's numbers used),
     ``strict/<bench>`` the strict one; ``avg`` is eval's six-benchmark AVG when it gives one,
     else the plain mean of the benchmarks scored."""
     metrics: dict[str, float] = {}
     for bench, scores in per_benchmark.items():
         name = "avg" if bench == "AVG" else bench
-        metrics[name], metrics[f"strict/{name}"] = float(scores["cft-compat"]), float(scores["strict"])
+        metrics[name], metrics[f"strict/{name}"] = float(scores["cft_compat"]), float(scores["strict"])
     if "AVG" not in per_benchmark:
         for prefix in ("", "strict/"):
             values = [metrics[f"{prefix}{bench}"] for bench in per_benchmark]
@@ -130,33 +103,29 @@ def trial_metrics(per_benchmark: dict[str, dict[str, Any]]) -> dict[str, float]:
     return metrics
 
 
-def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[str, dict[str, Any]], trials_root: str) -> None:
+def run_trial(overrides: dict[str, Any], base: dict[str, Any], datasets: dict[str, dict[str, str]],
+              trials_root: str) -> None:
     """One trial: train the method on its subset -> select a checkpoint -> evaluate -> report."""
     from ray import tune
 
-    from cft_ray.eval.evaluate import evaluate, select_checkpoint
-    from cft_ray.train import train
-
     context = tune.get_context()
-    trial_id = context.get_trial_id()
-    # A trial-unique name keeps the TorchTrainer's run (storage/<name>-train) apart from other trials'.
-    config = apply_overrides(PipelineConfig.model_validate(base), {**overrides, "name": f"{base['name']}-{trial_id}"})
+    base_config = PipelineConfig.model_validate(base)
+    config = apply_overrides(base_config, overrides)
     out = Path(trials_root) / context.get_trial_name()
     config.write_resolved(out)
-    dataset = training_set(datasets[data_key(overrides)], config)
-    log.info("trial %s: %s on %s", trial_id, config.train.method, dataset)
+    dataset = _training_set(datasets[data_key(base_config, overrides)], config)
+    log.info("trial %s: %s on %s", context.get_trial_id(), config.train.method, dataset)
 
-    trained = train(config, dataset, out / "train")
-    steps = {path.name: step for step, path in trained.checkpoints}
-    checkpoints = [(path.name, path) for _, path in trained.checkpoints]
+    trained = run_stage("train", config, out / "train", dataset=dataset)
     # One folder for both, so the best checkpoint's selection samples are not generated twice.
-    best, _curve = select_checkpoint(checkpoints, config.eval, out / "eval")
-    evaluation = evaluate([(best, dict(checkpoints)[best])], config.eval, out / "eval")
+    selected = run_stage("select", config, out / "eval", checkpoints=trained.checkpoints)
+    best = Checkpoint(name=selected.best.name, path=selected.best.path, step=selected.best.step)
+    evaluation = run_stage("evaluate", config, out / "eval", checkpoints=[best])
     tune.report({
-        **trial_metrics(evaluation.scores[best]),
+        **trial_metrics(evaluation.scores[best.name]),
         "train/rows": trained.data.get("rows", 0),
         "train/steps": trained.total_steps,
-        "train/checkpoint_step": steps[best],
+        "train/checkpoint_step": best.step,
     })
 
 
@@ -187,7 +156,7 @@ def _save_base_config(experiment: str, config: PipelineConfig, resuming: bool) -
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     if resuming and fs.get_file_info(path).type == pyarrow.fs.FileType.File:
         with fs.open_input_stream(path) as f:
-            saved = PipelineConfig.model_validate(yaml.safe_load(f.read().decode()))
+            saved = validate(yaml.safe_load(f.read().decode()), f"{experiment}/{BASE_CONFIG_FILE}")
         if saved.sha256() != config.sha256():
             raise ConfigError(
                 f"{experiment} was started with another config (sha256 {saved.sha256()} vs {config.sha256()}); "
@@ -211,7 +180,7 @@ def sweep(config: PipelineConfig) -> SweepResult:
         raise ConfigError("tune.param_space is empty; give e.g. --grid train.method=[cft,sft] --grid data.subset.sizes=[16,32]")
     points = grid(space)
     for point in points:  # every grid point must be a valid config before anything runs
-        check_point(apply_overrides(config, point))
+        check_point(apply_overrides(config, point, f"sweep point {point} is not a valid config"))
     connect(config.ray)
     # Tune moves each trial into its own folder by default; keep the driver's working
     # directory so relative paths in the config (data files, the run folder) mean the same.

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from cft_ray.config_base import StrictModel
-
-SIX_BENCHMARKS = ["math", "minerva_math", "gsm8k", "olympiadbench", "aime24", "amc23"]
+from cft_ray.config.base import StrictModel
+from cft_ray.core.scores import SIX_BENCHMARKS
 
 
 class EvalConfig(StrictModel):
@@ -33,3 +32,12 @@ class EvalConfig(StrictModel):
     self_critique_attempts: int = Field(8, ge=1, description="two-stage: most solutions per question")
     self_critique_temperature: float = Field(0.7, gt=0, description="two-stage: sampling temperature of re-solves")
     seed: int = Field(0, description="engine seed and GPQA option shuffle seed")
+
+    @model_validator(mode="after")
+    def _selection_is_scored(self) -> "EvalConfig":
+        if self.select_on not in self.benchmarks:
+            raise ValueError(
+                f"eval.select_on={self.select_on!r} is not in eval.benchmarks "
+                f"{self.benchmarks}; add it to the list or select on one of them"
+            )
+        return self

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from cft_ray.train.dataset import TrainDataError
+from cft_ray.cli.common import add_config_args, connected_config
 
 
 def register(subparsers) -> None:
-    from cft_ray.cli import add_config_args
-
     p = subparsers.add_parser("train", help="fine-tune with DeepSpeed ZeRO on Ray Train (resumable)")
     add_config_args(p)
     p.add_argument("--data", help="Parquet file or folder of alpaca rows; default <run>/data/<train.method>")
@@ -19,17 +16,17 @@ def register(subparsers) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from cft_ray.cli import config_from_args
-    from cft_ray.train import train
+    from cft_ray.stages import run_stage
+    from cft_ray.train import TrainDataError
 
-    config = config_from_args(args)
+    config = connected_config(args)
     method = config.train.method
     data = args.data or config.run_dir / "data" / method
     output = args.output or config.run_dir / "train" / method
     try:
-        result = train(config, data, output)
+        result = run_stage("train", config, output, dataset=data)
     except TrainDataError as exc:
         print(f"cft-ray train: {exc}")
         return 2
-    print(json.dumps(result.to_json(), indent=1))
+    print(result.model_dump_json(indent=1))
     return 0

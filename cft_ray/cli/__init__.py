@@ -1,7 +1,7 @@
 """cft-ray: one command, a subcommand per stage.
 
-Each stage package registers its subcommands in its own ``cli.py`` (a ``register(subparsers)``
-function); this module only wires them together and owns the shared config options.
+Each module of this package registers one stage's subcommands (a ``register(subparsers)``
+function); this one wires them together. The shared config options live in :mod:`.common`.
 """
 
 from __future__ import annotations
@@ -13,31 +13,11 @@ import sys
 
 import yaml
 
-from cft_ray.config import ConfigError, PipelineConfig, list_presets, load_config
+from cft_ray.cli.common import add_config_args, config_from_args
+from cft_ray.config import ConfigError, list_presets, load_config
 
-# Stage modules that add subcommands, in the order they appear in --help.
-STAGE_CLIS = [
-    "cft_ray.pipeline_cli",
-    "cft_ray.data.cli",
-    "cft_ray.teacher.cli",
-    "cft_ray.train.cli",
-    "cft_ray.eval.cli",
-    "cft_ray.tune.cli",
-]
-
-
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """--preset / --config / --set, the same on every subcommand that reads a config."""
-    parser.add_argument("--preset", help=f"preset name ({', '.join(list_presets())}); default smoke")
-    parser.add_argument("--config", help="YAML file (may name its own `base:` preset)")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override one field, e.g. --set train.learning_rate=1e-5 (repeatable)",
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    return load_config(preset=args.preset, path=args.config, overrides=args.overrides)
+# Modules that add subcommands, in the order they appear in --help.
+STAGE_CLIS = ["run", "data", "teacher", "train", "eval", "tune"]
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -81,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_tiny_model)
 
     for module in STAGE_CLIS:
-        importlib.import_module(module).register(sub)
+        importlib.import_module(f"cft_ray.cli.{module}").register(sub)
     return parser
 
 

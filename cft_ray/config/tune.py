@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from cft_ray.config_base import StrictModel
+from cft_ray.config.base import StrictModel
 
 SIZE_KEY = "data.subset.sizes"
 

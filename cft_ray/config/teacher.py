@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from cft_ray.config_base import StrictModel
+from cft_ray.config.base import StrictModel
 
 
 class TeacherConfig(StrictModel):
@@ -42,3 +42,14 @@ class TeacherConfig(StrictModel):
         },
         description="model -> (prompt $/M tokens, completion $/M tokens)",
     )
+
+    @property
+    def sampling(self) -> dict[str, float | int]:
+        """The request's sampling parameters (part of every cache key)."""
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+
+    @property
+    def price_per_token(self) -> tuple[float, float]:
+        """(prompt, completion) dollars per token of ``model``; (0, 0) when it has no price."""
+        prompt, completion = self.prices_per_million.get(self.model, (0.0, 0.0))
+        return prompt / 1e6, completion / 1e6

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cft_ray.config_base import ConfigError
-from cft_ray.eval.extract import last_boxed
+from cft_ray.core.errors import ConfigError
+from cft_ray.core.extract import last_boxed
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -197,7 +197,7 @@ class SyntheticArith(Benchmark):
         self.size, self.seed = size, seed
 
     def rows(self, data_dir):
-        from cft_ray.data.synthetic import arithmetic_problems
+        from cft_ray.core.synthetic import arithmetic_problems
 
         return arithmetic_problems(self.size, seed=self.seed, flawed_fraction=0.0)
 

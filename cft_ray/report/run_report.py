@@ -2,8 +2,8 @@
 
 Sections: stages (ran / skipped, seconds), the training sets' cards, the teacher's cost, the
 loss curve, the selection benchmark by step, and the final table in the layout of the paper's
-Table 2 (strict and cft-compat scores; the paper's own row beside ours when the preset
-reproduces a paper run).
+Table 2 (strict and cft_compat scores; the paper's own row beside ours when the preset
+reproduces a paper run). It reads the stages' JSON results only, so it imports no stage.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cft_ray.config import PipelineConfig
-from cft_ray.eval.evaluate import table_columns
+from cft_ray.core.scores import table_columns
+from cft_ray.report.markdown import markdown_table
 
 # Reference section 8: Qwen2.5-Math-7B, six-benchmark table of the paper.
 PAPER_TABLE2: dict[str, dict[str, float]] = {
@@ -44,43 +45,35 @@ def _copy_into(src: str | Path | None, out_dir: Path) -> str | None:
 
 
 def _stages_section(timings: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["## Stages", "", "| stage | this run | seconds | key |", "|---|---|---|---|"]
-    for stage, t in timings.items():
-        lines.append(f"| {stage} | {'skipped (done before)' if t['skipped'] else 'ran'} | {t['seconds']} | `{t['key']}` |")
-    return lines + [""]
+    rows = [[stage, "skipped (done before)" if t["skipped"] else "ran", t["seconds"], f"`{t['key']}`"]
+            for stage, t in timings.items()]
+    return ["## Stages", "", *markdown_table(["stage", "this run", "seconds", "key"], rows), ""]
 
 
 def _data_section(config: PipelineConfig, data: dict[str, Any]) -> list[str]:
-    lines = ["## Data", "", "| step | counts |", "|---|---|"]
-    for step, counts in data.get("steps", {}).items():
-        if step != "critique":
-            lines.append(f"| {step} | {json.dumps(counts, default=str)} |")
-    lines += ["", "| training set | rows | verdicts | right ratio | output tokens p50 / p90 / max |", "|---|---|---|---|---|"]
+    steps = [[step, json.dumps(counts, default=str)] for step, counts in data.get("steps", {}).items()
+             if step != "critique"]
+    sets = []
     for name, folder in sorted(data.get("datasets", {}).items()):
         card_path = Path(folder) / "card.json"
         if card_path.exists():
             card = json.loads(card_path.read_text())
             out = card.get("tokens", {}).get("output") or {}
-            lines.append(
-                f"| {name} | {card['rows']} | {card['verdicts']} | {card['right_ratio']} | "
-                f"{out.get('p50', '-')} / {out.get('p90', '-')} / {out.get('max', '-')} |"
-            )
-    return lines + [""]
+            sets.append([name, card["rows"], card["verdicts"], card["right_ratio"],
+                         f"{out.get('p50', '-')} / {out.get('p90', '-')} / {out.get('max', '-')}"])
+    header = ["training set", "rows", "verdicts", "right ratio", "output tokens p50 / p90 / max"]
+    return ["## Data", "", *markdown_table(["step", "counts"], steps), "", *markdown_table(header, sets), ""]
 
 
 def _teacher_section(config: PipelineConfig, data: dict[str, Any]) -> list[str]:
     critique = data.get("steps", {}).get("critique", {})
     lines = ["## Teacher", "", f"Model `{config.teacher.model}` at "
              f"{config.teacher.base_url or 'the built-in offline teacher (loopback)'}.", ""]
-    lines += ["| call | ok | error | cached | prompt tokens | completion tokens | dollars |", "|---|---|---|---|---|---|---|"]
-    for call in ("teacher", "teacher_answers"):
-        if call in critique:
-            s = critique[call]
-            lines.append(
-                f"| {'critiques' if call == 'teacher' else 'SFT-teacher answers'} | {s.get('ok')} | {s.get('error')} | "
-                f"{s.get('cached')} | {s.get('prompt_tokens', '-')} | {s.get('completion_tokens', '-')} | "
-                f"{s.get('dollars', '-')} |"
-            )
+    calls = [[label, *(critique[call].get(k, "-") for k in ("ok", "error", "cached", "prompt_tokens",
+                                                             "completion_tokens", "dollars"))]
+             for call, label in (("teacher", "critiques"), ("teacher_answers", "SFT-teacher answers"))
+             if call in critique]
+    lines += markdown_table(["call", "ok", "error", "cached", "prompt tokens", "completion tokens", "dollars"], calls)
     if critique.get("given_critiques"):
         lines.append(f"\n{critique['given_critiques']} rows came with their critiques (released data): no teacher call.")
     if critique.get("verdicts"):
@@ -99,15 +92,14 @@ def _train_section(train: dict[str, Any], out_dir: Path) -> list[str]:
     png = _copy_into(train.get("loss_curve_png"), out_dir)
     if png:
         lines += ["", f"![loss curve]({png})"]
-    lines.append("\nCheckpoints: " + ", ".join(f"step {s}" for s, _ in train["checkpoints"]))
+    lines.append("\nCheckpoints: " + ", ".join(c["name"] for c in train["checkpoints"]))
     return lines + [""]
 
 
 def _selection_section(config: PipelineConfig, select: dict[str, Any], out_dir: Path) -> list[str]:
+    rows = [[point["name"], point["strict"], point["cft_compat"]] for point in select["curve"]]
     lines = [f"## Checkpoint selection on {config.eval.select_on}", "",
-             f"| checkpoint | {config.eval.select_on} (strict) | (cft-compat) |", "|---|---|---|"]
-    for point in select["curve"]:
-        lines.append(f"| {point['name']} | {point['strict']} | {point['cft_compat']} |")
+             *markdown_table(["checkpoint", f"{config.eval.select_on} (strict)", "(cft_compat)"], rows)]
     lines.append(f"\nBest: **{select['best']['name']}**.")
     png = _copy_into(select.get("curve_png"), out_dir)
     if png:
@@ -115,24 +107,17 @@ def _selection_section(config: PipelineConfig, select: dict[str, Any], out_dir: 
     return lines + [""]
 
 
-def _score_table(rows: dict[str, dict[str, float]], benchmarks: list[str]) -> list[str]:
-    lines = ["| run | " + " | ".join(benchmarks) + " |", "|---" * (len(benchmarks) + 1) + "|"]
-    for name, scores in rows.items():
-        lines.append(f"| {name} | " + " | ".join(str(scores.get(b, "-")) for b in benchmarks) + " |")
-    return lines
-
-
 def _final_section(config: PipelineConfig, evaluation: dict[str, Any], out_dir: Path) -> list[str]:
-    scores = evaluation["scores"]  # mode -> benchmark (and AVG over the six) -> accuracy x100
+    scores = evaluation["selected_scores"]  # mode -> benchmark (and AVG over the six) -> accuracy x100
     columns = table_columns(config.eval.benchmarks)
-    rows = {"ours, strict": scores["strict"], "ours, cft-compat": scores["cft-compat"]}
+    rows = {"ours, strict": scores["strict"], "ours, cft_compat": scores["cft_compat"]}
     paper_row = PAPER_ROW.get((config.preset, config.train.method))
     if paper_row:
         rows[f"paper: {paper_row}"] = PAPER_TABLE2[paper_row]
     lines = ["## Final evaluation", "", f"Selected checkpoint `{evaluation['checkpoint']}`; accuracy x100. "
-             "`strict` compares answers exactly (1e-4 relative tolerance); `cft-compat` adds the CFT "
+             "`strict` compares answers exactly (1e-4 relative tolerance); `cft_compat` adds the CFT "
              "fork's 1-decimal rounding leniency, the mode the paper's numbers used.", ""]
-    lines += _score_table(rows, columns)
+    lines += markdown_table(["run", *columns], [[name, *(row.get(b, "-") for b in columns)] for name, row in rows.items()])
     png = _copy_into(evaluation.get("table_png"), out_dir)
     if png:
         lines += ["", f"![final scores]({png})"]

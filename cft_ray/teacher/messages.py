@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cft_ray.config_base import ConfigError
+from cft_ray.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Template:
     fields: tuple[str, ...]  # row fields the template needs (each a non-empty string)
 
 
-TEMPLATES = {
+TEACHER_TEMPLATES = {
     t.name: t
     for t in [
         # The paper's teacher call (GPT-4o), exact strings.
@@ -52,9 +52,9 @@ TEMPLATES = {
 
 def get_template(name: str) -> Template:
     try:
-        return TEMPLATES[name]
+        return TEACHER_TEMPLATES[name]
     except KeyError:
-        raise ConfigError(f"unknown teacher prompt {name!r}; known: {', '.join(TEMPLATES)}") from None
+        raise ConfigError(f"unknown teacher prompt {name!r}; known: {', '.join(TEACHER_TEMPLATES)}") from None
 
 
 def build_messages(template: Template, row: dict) -> list[dict[str, str]]:

@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from cft_ray.cli import add_config_args, config_from_args
+from cft_ray.cli.common import add_config_args, connected_config
+from cft_ray.core.checkpoints import Checkpoint
+from cft_ray.core.scores import SCORE_MODES
 
 
 def register(subparsers) -> None:
@@ -23,44 +25,49 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("grade", help="re-grade saved completions without regenerating")
     p.add_argument("--input", required=True, help="JSONL rows with completion and reference (optional benchmark)")
     p.add_argument("--output", required=True, help="JSONL: each row plus extracted, correct, timed_out")
-    p.add_argument("--mode", choices=["strict", "cft-compat"], default="strict")
+    p.add_argument("--mode", choices=SCORE_MODES, default="strict")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds per symbolic comparison")
     p.add_argument("--workers", type=int, default=2, help="sympy worker processes")
     p.set_defaults(func=_cmd_grade)
 
 
-def _checkpoints(args, config) -> list[tuple[str, str]]:
+def _checkpoints(args, config) -> list[Checkpoint]:
+    """--checkpoint NAME=PATH folders (a trailing ``checkpoint-<step>`` gives the step), else the base model."""
     if not args.checkpoint:
         from cft_ray.models.tiny import resolve_model
 
-        return [("base", str(resolve_model(config.model)))]
-    pairs = []
+        return [Checkpoint(name="base", path=str(resolve_model(config.model)))]
+    checkpoints = []
     for item in args.checkpoint:
         name, sep, path = item.partition("=")
         if not sep or not Path(path).exists():
             raise SystemExit(f"cft-ray eval: --checkpoint {item!r} must be NAME=PATH of an existing model folder")
-        pairs.append((name, path))
-    return pairs
+        checkpoints.append(Checkpoint(name=name, path=path, step=_trained_step(Path(path))))
+    return checkpoints
+
+
+def _trained_step(folder: Path) -> int | None:
+    """The optimizer step a training checkpoint records in its ``trainer_state.json``."""
+    state = folder / "trainer_state.json"
+    return json.loads(state.read_text())["step"] if state.exists() else None
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from cft_ray.eval.evaluate import evaluate, select_checkpoint
-    from cft_ray.raycluster import connect
+    from cft_ray.stages import run_stage
 
-    config = config_from_args(args)
+    config = connected_config(args)
     checkpoints = _checkpoints(args, config)
-    connect(config.ray)
     out = Path(args.output)
     if args.select:
-        best, _ = select_checkpoint(checkpoints, config.eval, out)
-        checkpoints = [c for c in checkpoints if c[0] == best]
-    result = evaluate(checkpoints, config.eval, out)
-    print(result.files["markdown"].read_text())
+        best = run_stage("select", config, out, checkpoints=checkpoints).best
+        checkpoints = [c for c in checkpoints if c.name == best.name]
+    result = run_stage("evaluate", config, out, checkpoints=checkpoints)
+    print(Path(result.files["markdown"]).read_text())
     return 0
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
-    from cft_ray.eval.benchmarks import BENCHMARKS, LETTERS
+    from cft_ray.core.benchmarks import BENCHMARKS, LETTERS
     from cft_ray.eval.grader import Grader
 
     rows, bad = [], 0

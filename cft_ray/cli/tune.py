@@ -7,7 +7,8 @@ import json
 
 import yaml
 
-from cft_ray.config import ConfigError
+from cft_ray.cli.common import add_config_args, config_from_args
+from cft_ray.config import ConfigError, apply_overrides
 
 
 def _grid_arg(text: str) -> tuple[str, list]:
@@ -19,20 +20,14 @@ def _grid_arg(text: str) -> tuple[str, list]:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from cft_ray.cli import config_from_args
-    from cft_ray.config import PipelineConfig
+    from cft_ray.tune import sweep
     from cft_ray.tune.analysis import analyze
-    from cft_ray.tune.sweep import sweep
 
     config = config_from_args(args)
     if args.grid:
-        data = config.model_dump(mode="json")
-        data["tune"]["param_space"] = {**data["tune"]["param_space"], **dict(args.grid)}
-        try:
-            config = PipelineConfig.model_validate(data)
-        except ValueError as exc:
-            raise ConfigError(f"--grid: {exc}") from None
-    result = sweep(config)
+        space = {**config.tune.param_space, **dict(args.grid)}
+        config = apply_overrides(config, {"tune.param_space": space}, "--grid")
+    result = sweep(config)  # validates every grid point, then connects to Ray
     print(f"experiment: {result.experiment_dir}  trials: {result.num_trials}  errors: {result.num_errors}")
     if result.best_config is not None:
         print(f"best: {json.dumps(result.best_config)} -> {json.dumps(result.best_metrics, default=str)}")
@@ -54,8 +49,6 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from cft_ray.cli import add_config_args
-
     p = subparsers.add_parser("sweep", help="Ray Tune grid over data size x teacher x method x any config field")
     add_config_args(p)
     p.add_argument(

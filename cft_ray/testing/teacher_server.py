@@ -1,6 +1,6 @@
 """An offline OpenAI-compatible teacher: real HTTP on loopback, deterministic critiques, faults on demand.
 
-It stands in for the paid API (the smoke preset's teacher and the tests' server) and speaks the
+It stands in for the paid API (the smoke preset's teacher, the tests' and benchmarks' server) and speaks the
 real protocol: ``POST /v1/chat/completions`` and ``GET /v1/models``, OpenAI JSON with ``usage``.
 
 How it writes a critique. The paper's prompt carries no reference answer, so the server is told
@@ -36,7 +36,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from cft_ray.eval.extract import extract_answer
+from cft_ray.core.extract import extract_answer
+from cft_ray.teacher.bucket import TokenBucket
 
 DEFAULT_MODEL = "cft-ray-offline-teacher"
 _STEP = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/x×])\s*(-?\d+(?:\.\d+)?)\s*(?:gives|=|is)\s*(-?\d+(?:\.\d+)?)")
@@ -110,25 +111,6 @@ def write_answer(question: str, reference: str | None) -> str:
     return f"Working through the question carefully.\nAnswer: {reference if reference is not None else 'unknown'}"
 
 
-class _Bucket:
-    """The server's own request limit: ``rate`` per second, holding one second's worth."""
-
-    def __init__(self, per_minute: float):
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate)
-        self.level, self.stamp = self.capacity, time.monotonic()
-
-    def take(self) -> float:
-        """0 if a request may pass now, else the seconds until one may."""
-        now = time.monotonic()
-        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.level >= 1.0:
-            self.level -= 1.0
-            return 0.0
-        return (1.0 - self.level) / self.rate
-
-
 class OfflineTeacherServer:
     """The offline teacher on ``127.0.0.1`` in a background thread; a context manager.
 
@@ -154,7 +136,7 @@ class OfflineTeacherServer:
         self.ratelimit_headers = ratelimit_headers
         self.faults = Faults(**faults)
         self.requests_per_minute = requests_per_minute
-        self._bucket = _Bucket(requests_per_minute) if requests_per_minute else None
+        self._bucket = TokenBucket(requests_per_minute, burst_s=1.0) if requests_per_minute else None
         self._rng = random.Random(seed)
         self.request_count = 0
         self.ok_count = 0
@@ -251,7 +233,7 @@ class OfflineTeacherServer:
         self.requests_by_hash[hashlib.sha256(raw).hexdigest()] += 1
 
         if self._bucket is not None:
-            wait = self._bucket.take()
+            wait = self._bucket.try_take()
             if wait > 0:
                 self.rejected_count += 1
                 return _error(429, "Rate limit reached for requests", "rate_limit_exceeded",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from cft_ray.config_base import StrictModel
-
-from cft_ray.data.formats import DEFAULT_SYSTEM_PROMPT
+from cft_ray.config.base import StrictModel
+from cft_ray.core.formats import DEFAULT_SYSTEM_PROMPT
 
 
 class TrainConfig(StrictModel):
@@ -40,3 +39,20 @@ class TrainConfig(StrictModel):
         "auto", description="auto: flash_attention_2 on GPU when flash-attn is installed, else sdpa"
     )
     peak_tflops_per_gpu: float = Field(989.0, gt=0, description="for MFU; 989 = H100 SXM dense bf16")
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> "TrainConfig":
+        per_step = self.micro_batch_size * self.num_workers
+        if self.global_batch_size % per_step:
+            raise ValueError(
+                f"train.global_batch_size={self.global_batch_size} is not divisible by "
+                f"train.micro_batch_size x train.num_workers = {self.micro_batch_size} x "
+                f"{self.num_workers} = {per_step}; pick a global batch that is a multiple of "
+                f"{per_step}, or change the micro batch / worker count"
+            )
+        return self
+
+    @property
+    def grad_accum_steps(self) -> int:
+        """Micro batches per worker per optimizer step."""
+        return self.global_batch_size // (self.micro_batch_size * self.num_workers)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cft_ray.config_base import StrictModel
+from cft_ray.config.base import StrictModel
 
 SourceKind = Literal["webinstruct", "metamathqa", "numinamath", "webinstruct-cft", "local", "synthetic"]
 BUILTIN_BUILDERS = ("cft", "sft", "sft-verified", "sft-teacher")

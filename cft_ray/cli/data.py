@@ -6,14 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
+from cft_ray.cli.common import add_config_args, config_from_args, connected_config
+
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from cft_ray.cli import config_from_args
-    from cft_ray.data.pipeline import build_datasets
+    from cft_ray.stages import run_stage
 
-    config = config_from_args(args)
+    config = connected_config(args)
     out = Path(args.out) if args.out else config.run_dir / "data"
-    summary = build_datasets(config, out)
+    summary = run_stage("data", config, out)
     for name, path in summary.datasets.items():
         card = json.loads((Path(path) / "card.json").read_text())
         print(f"{name:28s} rows={card['rows']:<8d} right_ratio={card['right_ratio']}  {path}")
@@ -22,7 +23,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
-    from cft_ray.cli import config_from_args
     from cft_ray.data.sources import load_source
     from cft_ray.data.validate import split_quarantine, validate_batch
 
@@ -40,8 +40,6 @@ def _cmd_load(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from cft_ray.cli import add_config_args
-
     data = subparsers.add_parser("data", help="datasets: sources, noisy responses, critiques, builders")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     p = sub.add_parser("build", help="load -> validate -> (generate) -> dedup/decontaminate -> critique -> build")

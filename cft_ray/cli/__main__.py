@@ -1,0 +1,5 @@
+import sys
+
+from cft_ray.cli import main
+
+sys.exit(main())
