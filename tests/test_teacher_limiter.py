@@ -3,7 +3,7 @@
 import pytest
 import ray
 
-from cft_ray.teacher.bucket import TokenBucket
+from cft_ray.ratelimit import TokenBucket
 from cft_ray.teacher.limiter import SharedLimiter, _seconds
 
 

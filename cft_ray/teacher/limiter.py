@@ -20,7 +20,7 @@ import time
 
 import ray
 
-from cft_ray.teacher.bucket import TokenBucket
+from cft_ray.ratelimit import TokenBucket
 
 log = logging.getLogger("cft_ray.teacher")
 

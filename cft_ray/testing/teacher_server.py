@@ -37,7 +37,7 @@ from pathlib import Path
 from aiohttp import web
 
 from cft_ray.core.extract import extract_answer
-from cft_ray.teacher.bucket import TokenBucket
+from cft_ray.ratelimit import TokenBucket
 
 DEFAULT_MODEL = "cft-ray-offline-teacher"
 _STEP = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/x×])\s*(-?\d+(?:\.\d+)?)\s*(?:gives|=|is)\s*(-?\d+(?:\.\d+)?)")

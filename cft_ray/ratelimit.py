@@ -1,4 +1,4 @@
-"""A token bucket: the shared limiter's request and token budgets, and the offline server's limit."""
+"""A token bucket: the teacher limiter's request and token budgets, and the offline server's own limit."""
 
 from __future__ import annotations
 
