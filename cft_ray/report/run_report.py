@@ -118,7 +118,7 @@ def _final_section(config: PipelineConfig, evaluation: dict[str, Any], out_dir: 
              "`strict` compares answers exactly (1e-4 relative tolerance); `cft_compat` adds the CFT "
              "fork's 1-decimal rounding leniency, the mode the paper's numbers used.", ""]
     lines += markdown_table(["run", *columns], [[name, *(row.get(b, "-") for b in columns)] for name, row in rows.items()])
-    png = _copy_into(evaluation.get("table_png"), out_dir)
+    png = _copy_into(evaluation["files"].get("png"), out_dir)
     if png:
         lines += ["", f"![final scores]({png})"]
     return lines + [""]
