@@ -1,9 +1,10 @@
 """cft-ray: Critique Fine-Tuning (arXiv 2501.17703) as one Ray program.
 
-Stages, one package each: ``data`` (sources, noisy responses, builders), ``teacher``
-(critiques from any OpenAI-compatible API), ``train`` (DeepSpeed on Ray Train), ``eval``
-(vLLM actor pool and grader), ``tune`` (sweeps and analysis). ``config`` holds the typed
-configuration every stage reads; ``pipeline`` chains the stages.
+Layers, each importing only itself and those below (``tests/test_architecture.py`` checks it):
+``core`` (the CFT vocabulary) -> ``config`` (typed sections) -> ``stages`` (the stage contract:
+sections, output-shaping fields, typed results, entries, keys) with ``steps``, ``storage``,
+``raycluster``, ``report``, ``models`` -> the stages ``data``, ``teacher``, ``train``, ``eval`` ->
+``tune`` and ``pipeline``, which compose them -> ``cli``, the entry point.
 """
 
 __version__ = "0.1.0"

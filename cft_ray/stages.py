@@ -122,7 +122,7 @@ class SelectionResult(BaseModel):
 class EvalResult(BaseModel):
     """Scores of each checkpoint (benchmark -> {strict, cft_compat, n, timed_out}; and AVG)."""
 
-    scores: dict[str, dict[str, dict[str, float]]]
+    scores: dict[str, dict[str, dict[str, int | float]]]
     output_dir: str
     files: dict[str, str] = {}  # json / markdown / png tables
 
