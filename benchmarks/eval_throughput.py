@@ -4,7 +4,7 @@ vs transformers ``generate``), all measured in this run. Writes benchmarks/resul
     python benchmarks/eval_throughput.py [--data-dir ../shared/benchdata] [--prompts 64] [--max-tokens 64]
     python benchmarks/eval_throughput.py --gpu   # a random-initialised 0.5B Qwen2 on one GPU
 
-math-verify is compared when importable (``pip install math-verify``; not a package dependency).
+math-verify is compared on the same pairs (a package dependency since it is the default grading backend).
 """
 
 from __future__ import annotations

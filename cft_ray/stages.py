@@ -221,7 +221,7 @@ NOT_OUTPUT_SHAPING = {
     "train.peak_tflops_per_gpu": "the denominator of the reported MFU",
     "eval.num_engines": "vLLM engines in the pool",
     "eval.batch_size": "prompts per engine call",
-    "eval.grade_workers": "sympy worker processes",
+    "eval.grade_workers": "grading worker processes",
     "tune.name": "the experiment's folder name",
     "tune.max_concurrent_trials": "trials at once",
     "tune.trial_cpus": "Ray resources per trial driver",

@@ -26,8 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--input", required=True, help="JSONL rows with completion and reference (optional benchmark)")
     p.add_argument("--output", required=True, help="JSONL: each row plus extracted, correct, timed_out")
     p.add_argument("--mode", choices=SCORE_MODES, default="strict")
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds per symbolic comparison")
-    p.add_argument("--workers", type=int, default=2, help="sympy worker processes")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds per row (a row past it counts wrong)")
+    p.add_argument("--workers", type=int, default=2, help="grading worker processes")
+    p.add_argument("--backend", choices=["math-verify", "ours"], default="math-verify",
+                   help="equivalence backend after our extraction (see README, Grading)")
     p.set_defaults(func=_cmd_grade)
 
 
@@ -67,38 +69,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
-    from cft_ray.core.benchmarks import BENCHMARKS, LETTERS
-    from cft_ray.eval.grader import Grader
+    from cft_ray.eval.regrade import regrade
 
-    rows, bad = [], 0
-    with open(args.input) as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                str(row["completion"]), str(row["reference"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                # Kept as an error record, never dropped.
-                row = {"line": line_no, "raw": line.rstrip("\n"), "error": f"bad row: {exc!r}"}
-                bad += 1
-            rows.append(row)
-    good = [r for r in rows if "error" not in r]
-    letters = []
-    for r in good:
-        bench = BENCHMARKS.get(r.get("benchmark", ""))
-        letters.append(LETTERS[: bench.num_options] if bench is not None and bench.num_options else None)
-    with Grader(modes=(args.mode,), timeout_s=args.timeout, num_workers=args.workers) as grader:
-        grades = grader.grade([str(r["completion"]) for r in good], [str(r["reference"]) for r in good], letters)
-    for row, grade in zip(good, grades):
-        row.update(extracted=grade.extracted, correct=grade.correct[args.mode], timed_out=grade.timed_out)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.output, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    correct = sum(r["correct"] for r in good)
-    timed_out = sum(r["timed_out"] for r in good)
-    accuracy = 100 * correct / len(good) if good else 0.0
-    print(f"graded {len(good)} rows ({args.mode}): {correct} correct ({accuracy:.1f}%), "
-          f"{timed_out} timed out, {bad} bad rows -> {args.output}", file=sys.stderr)
-    return 0 if not bad else 1
+    s = regrade(args.input, args.output, args.mode, timeout_s=args.timeout, workers=args.workers, backend=args.backend)
+    accuracy = 100 * s.correct / s.graded if s.graded else 0.0
+    resumed = f", {s.resumed_from} written before" if s.resumed_from else ""
+    print(f"graded {s.graded} rows ({args.mode}): {s.correct} correct ({accuracy:.1f}%), "
+          f"{s.timed_out} timed out, {s.grade_errors} grading errors, {s.bad_lines} bad rows{resumed} -> {args.output}",
+          file=sys.stderr)
+    return 0 if not s.bad_lines else 1

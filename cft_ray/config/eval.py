@@ -22,8 +22,11 @@ class EvalConfig(StrictModel):
     use_gpu: bool = False
     max_model_len: int | None = Field(None, ge=16, description="engine context; None: the model's own")
     batch_size: int = Field(64, ge=1, description="prompts per engine call; graded rows are saved per batch")
-    grade_timeout_s: float = Field(3.0, gt=0, description="hard limit per symbolic comparison (counts wrong)")
-    grade_workers: int = Field(2, ge=1, description="sympy worker processes")
+    grade_timeout_s: float = Field(3.0, gt=0, description="hard limit per graded row (a row past it counts wrong)")
+    grade_workers: int = Field(2, ge=1, description="grading worker processes (each row under the timeout)")
+    grade_backend: Literal["math-verify", "ours"] = Field(
+        "math-verify", description="equivalence after our extraction and protocol rules: math-verify's LaTeX "
+        "parser, or our own rules and sympy (see README, Grading)")
     self_critique: Literal["none", "single-pass", "two-stage"] = Field(
         "none",
         description="single-pass: the prompt asks the model to critique and correct itself; two-stage: "

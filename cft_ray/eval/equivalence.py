@@ -7,8 +7,8 @@ matrices element by element, equations, and symbolic equality with sympy.
 first (1.04 = 1.0), the leniency of the CFT authors' fork that their published numbers used.
 
 :func:`equivalent` answers from cheap rules (string keys, a safe numeric evaluator) and returns
-None where only sympy can tell; :func:`symbolic_equal` is that sympy step, which the grader runs
-in killable worker processes (:mod:`cft_ray.eval.timeout_pool`).
+None where only sympy can tell (``symbolic=False``), or asks sympy (``symbolic=True``, what the
+grader's killable workers do, :mod:`cft_ray.eval.grader`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,22 @@ import math
 import operator
 import random
 import re
+from typing import Literal
 
 from cft_ray.core.scores import ScoreMode
+from cft_ray.eval.mathverify import mathverify_equal
 
 # ---------------------------------------------------------------- normalisation
 
-_REMOVE = ["\\left", "\\right", "\\displaystyle", "\\quad", "\\qquad", "\\$", "$", "\\%", "%",
+_REMOVE = ["\\left", "\\right", "\\displaystyle", "\\quad", "\\qquad", "\\$", "$", "\\(", "\\)", "\\%", "%",
            "^{\\circ}", "^\\circ", "°", "{,}", "\\mathrm{~}", "~"]
 # TeX spacing commands, but not the second half of a "\\\\" row break.
 _SPACING = re.compile(r"(?<!\\)\\[!,;: ]")
 _TEXT_GROUP = re.compile(r"\\(?:text|textbf|mbox|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}")
+# A unit in a text group with its exponent: "15\mbox{ cm}^2" loses "\mbox{ cm}^2", not just "\mbox{ cm}".
+_UNIT_GROUP = re.compile(_TEXT_GROUP.pattern + r"(?:\^\{?\d+\}?)?")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_SPACED_THOUSANDS = re.compile(r"^-?\d{1,3}(?: \d{3})+(?:\.\d+)?$")  # "1 000": the harness drops spaces
 _NUMBER_THEN_WORDS = re.compile(r"^(-?[\d.]+(?:e[-+]?\d+)?)\s*(?:[a-zA-Z]{2,}[a-zA-Z\s^\d/]*)$")
 _SIMPLE_LHS = re.compile(r"^\s*[a-zA-Z](?:_\{?\w+\}?)?(?:\(\w\))?\s*$")
 _IN_SET = re.compile(r"^[a-zA-Z]\s*\\in\s*")  # "x \in [-2, 7]"
@@ -37,8 +42,10 @@ _WORDS = re.compile(r"^[a-zA-Z][a-zA-Z\s\-']*$")
 
 
 def _unwrap_text(s: str) -> str:
-    """``\\text{}`` groups are units when something else remains (drop them), else the answer."""
-    rest = _TEXT_GROUP.sub("", s).strip()
+    """``\\text{}`` groups are units when something else remains (drop them), else the answer.
+    A dropped group leaves a space, so what stood on either side is never glued together
+    (``12\\text{ and }13`` is not ``1213``)."""
+    rest = re.sub(r"\s+", " ", _UNIT_GROUP.sub(" ", s)).strip()
     if rest and any(ch.isdigit() for ch in rest):
         return rest
     return _TEXT_GROUP.sub(r"\1", s)
@@ -57,10 +64,13 @@ def normalize(answer: str) -> str:
     s = re.sub(r"\^\s*\{?\\prime\}?", "", s)
     s = re.sub(r"\s*(?:degrees?|dollars?)\s*$", "", s)
     s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)  # \frac12
+    s = re.sub(r"_\{(\w+)\}", r"_\1", s)  # 1010_{2} -> 1010_2
     s = re.sub(r"\\sqrt(\d+)", r"\\sqrt{\1}", s)  # \sqrt2
     s = _IN_SET.sub("", s.strip().rstrip(".").strip())
-    if _THOUSANDS.match(s.replace(" ", "")):
-        s = s.replace(",", "").replace(" ", "")
+    if _THOUSANDS.match(s):  # "1,000,000"; "32, 349" is a list of two numbers
+        s = s.replace(",", "")
+    elif _SPACED_THOUSANDS.match(s):
+        s = s.replace(" ", "")
     words = _NUMBER_THEN_WORDS.match(s)
     if words:  # "18 apples", "5 cm"
         s = words.group(1)
@@ -68,7 +78,8 @@ def normalize(answer: str) -> str:
 
 
 def _key(s: str) -> str:
-    return re.sub(r"\s+", "", s).lower()
+    """Case and spacing free, but a space between two words or numbers stays (``12 13`` is not ``1213``)."""
+    return re.sub(r"\s+", "", re.sub(r"(?<=\w)\s+(?=\w)", "\u2423", s.strip())).lower()
 
 
 # ---------------------------------------------------------------- LaTeX to Python
@@ -119,6 +130,8 @@ def latex_to_python(s: str) -> str:
             out.append(s[i])
             i += 1
     expr = "".join(out).replace("np.", "").replace("{", "(").replace("}", ")").replace("^", "**").replace("−", "-")
+    # AIME-style leading zeros ("055" is 55): Python refuses them and sympy would read 0*55.
+    expr = re.sub(r"(?<![\d.\w])0+(?=\d)", "", expr)
     # Implicit products: 2x, 2(…), )(, 2 sqrt(…) — but never split e-notation such as 1e5.
     expr = re.sub(r"(?<=[\d)])\s*(?=(?![eE][-+]?\d)[a-zA-Z(])", "*", expr)
     expr = re.sub(r"(?<=[a-zA-Z])\s+(?=[\d(a-zA-Z])", "*", expr)
@@ -155,8 +168,8 @@ def _eval_node(node: ast.AST) -> float:
 
 def numeric_value(s: str) -> float | None:
     """The value of a constant answer (``3``, ``-\\frac{1}{2}``, ``2\\sqrt{3}``, ``1.5e-3``, ``\\pi/4``), else None."""
-    if not s or len(s) > 200:
-        return None
+    if not s or len(s) > 200 or _DIGIT_UNDERSCORE.search(s):
+        return None  # "1112122_3" is a number in base 3, not Python's 1112122 with a digit separator
     try:
         value = _eval_node(ast.parse(latex_to_python(s), mode="eval"))
     except (SyntaxError, ValueError, TypeError, ZeroDivisionError, OverflowError, RecursionError, IndexError):
@@ -166,10 +179,17 @@ def numeric_value(s: str) -> float | None:
     return value
 
 
-def numbers_equal(pred: float, ref: float, mode: ScoreMode) -> bool:
-    if mode == "cft_compat" and round(pred, 1) == round(ref, 1):
+_DECIMAL = re.compile(r"^-?\d+(?:\.\d+)?$")
+_DIGIT_UNDERSCORE = re.compile(r"\d_")
+
+
+def numbers_equal(pred: float, ref: float, mode: ScoreMode, decimals: bool = False) -> bool:
+    """Within 1e-4 relative (also against ref x100 and /100: percentages), as the harness compares;
+    in cft_compat mode two decimal literals (``decimals``) that agree to one decimal place are
+    equal too, as the CFT fork rounds float strings (never fractions or expressions)."""
+    if mode == "cft_compat" and decimals and round(pred, 1) == round(ref, 1):
         return True
-    return any(math.isclose(pred, target, rel_tol=1e-4, abs_tol=1e-9) for target in (ref, ref * 100, ref / 100))
+    return any(math.isclose(pred, target, rel_tol=1e-4) for target in (ref, ref * 100, ref / 100))
 
 
 # ---------------------------------------------------------------- structure
@@ -192,6 +212,9 @@ def _split_top(s: str, sep: str = ",") -> list[str]:
 
 
 def _matrix(s: str) -> list[list[str]] | None:
+    s = s.strip()
+    if len(s) > 2 and s[0] + s[-1] in ("()", "[]") and s[1:].lstrip().startswith("\\begin{"):
+        s = s[1:-1]  # "\left(\begin{matrix}...\end{matrix}\right)" once \left and \right are gone
     match = _MATRIX.match(s.strip())
     if not match:
         return None
@@ -240,9 +263,17 @@ def _drop_variable_lhs(s: str) -> str:
 
 # ---------------------------------------------------------------- equivalence
 
+Backend = Literal["ours", "math-verify"]
 
-def equivalent(pred: str, ref: str, mode: ScoreMode = "strict", symbolic: bool = False) -> bool | None:
-    """True/False, or None when only sympy can tell and ``symbolic`` is off."""
+
+def equivalent(pred: str, ref: str, mode: ScoreMode = "strict", symbolic: bool = False,
+               backend: Backend = "ours") -> bool | None:
+    """True/False, or None when only sympy can tell and ``symbolic`` is off.
+
+    ``backend="math-verify"``: what our rules accept without sympy (the protocol's exact forms,
+    option letters, numeric tolerance and percent forms, cft_compat's rounding, element-wise
+    structures) is equal; anything else is math-verify's call (expressions, equations, relations,
+    sets, matrices), in place of our sympy step."""
     p, r = normalize(pred), normalize(ref)
     if not p or not r:
         return False
@@ -251,6 +282,8 @@ def equivalent(pred: str, ref: str, mode: ScoreMode = "strict", symbolic: bool =
     p_letter, r_letter = _LETTER_OPTION.match(p), _LETTER_OPTION.match(r)
     if r_letter or p_letter:  # option answers such as "(b)"
         return bool(p_letter and r_letter and p_letter.group(1).lower() == r_letter.group(1).lower())
+    if backend == "math-verify":
+        return equivalent(pred, ref, mode, symbolic=False) is True or mathverify_equal(pred, ref)
     if "=" in p and "=" not in r:
         p = _drop_variable_lhs(p)
     if "=" in r and "=" not in p:
@@ -274,9 +307,11 @@ def equivalent(pred: str, ref: str, mode: ScoreMode = "strict", symbolic: bool =
     if p_seq or r_seq:
         return _sequences_equal(p_seq, r_seq, mode, symbolic)
 
+    if _DIGIT_UNDERSCORE.search(p) or _DIGIT_UNDERSCORE.search(r):
+        return False  # numbers in another base ("1010_2"): equal only as written, and the keys differ
     p_value, r_value = numeric_value(p), numeric_value(r)
     if p_value is not None and r_value is not None:
-        return numbers_equal(p_value, r_value, mode)
+        return numbers_equal(p_value, r_value, mode, decimals=bool(_DECIMAL.match(p) and _DECIMAL.match(r)))
     if _WORDS.match(p) and _WORDS.match(r):
         return False  # different words ("True" vs "False"); the equal case was the key match
     if (p_value is None) != (r_value is None) and not (_has_symbols(p) or _has_symbols(r)):
@@ -364,13 +399,9 @@ def _expr_equal(a, b) -> bool:
         for _ in range(3):
             point = {x: rng.uniform(0.5, 2.0) for x in symbols}
             va, vb = complex(a.evalf(subs=point)), complex(b.evalf(subs=point))
-            if not math.isclose(abs(va - vb), 0, abs_tol=1e-4 * max(1.0, abs(vb))):
+            if abs(va - vb) > 1e-4 * abs(vb) and abs(va - vb) > 1e-12:  # relative, as the numbers
                 return False
         return True
     except (TypeError, ValueError):  # not numeric at a point (sets, booleans...): ask sympy
         return sympy.simplify(a - b) == 0
 
-
-def symbolic_verdict(pred: str, ref: str, mode: ScoreMode) -> bool:
-    """The full comparison, sympy included (what a grading worker runs)."""
-    return bool(equivalent(pred, ref, mode, symbolic=True))

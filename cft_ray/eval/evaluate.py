@@ -88,6 +88,7 @@ def score_checkpoint(
             "reference": [s.reference for s in picked],
             **{score_column(mode): [g.correct[mode] for g in grades] for mode in SCORE_MODES},
             "timed_out": [g.timed_out for g in grades],
+            "grade_error": [g.error for g in grades],  # why a row could not be graded (it counts as wrong)
             **{col: [v.item() if hasattr(v, "item") else v for v in batch[col]]
                for col in ("attempts", "self_verdict") if col in batch},
         })
@@ -126,7 +127,7 @@ def evaluate(
     output_dir.mkdir(parents=True, exist_ok=True)
     samples = load_samples(eval)
     scores = {}
-    with Grader(timeout_s=eval.grade_timeout_s, num_workers=eval.grade_workers) as grader:
+    with Grader(timeout_s=eval.grade_timeout_s, num_workers=eval.grade_workers, backend=eval.grade_backend) as grader:
         for checkpoint in checkpoints:
             folder = score_checkpoint(checkpoint, samples, eval, output_dir, grader)
             scores[checkpoint.name] = summarize(folder, samples)
