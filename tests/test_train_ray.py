@@ -51,7 +51,7 @@ def test_zero3_overfits_and_checkpoint_loads_in_transformers_and_vllm(ray_cluste
     assert records[-1]["loss"] < 0.75 * records[0]["loss"]  # 24 rows seen 3+ times: it memorises
     assert all(r["tokens_per_s"] > 0 and 0 <= r["padding_fraction"] < 1 for r in records)
     assert [(r["micro_batches"], r["loss_tokens"]) for r in records] == _read_per_step(config, data)
-    assert result.loss_curve_png.stat().st_size > 0
+    assert Path(result.loss_curve_png).stat().st_size > 0
     final = result.final_checkpoint
     assert final.name == "checkpoint-10" and json.loads((final / "trainer_state.json").read_text())["step"] == 10
     # Resume state stays in the two newest checkpoints only (see cft_ray.train.checkpoint).
