@@ -36,6 +36,11 @@ class TokenBucket:
             return 0.0
         return (amount - self.level) / self.rate
 
+    def peek(self) -> float:
+        """What the bucket holds now (below zero while reservations queue)."""
+        self._refill()
+        return self.level
+
     def refund(self, amount: float) -> None:
         self._refill()
         self.level = min(self.capacity, self.level + amount)

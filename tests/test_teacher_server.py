@@ -56,7 +56,18 @@ def test_faults(fault, error):
             _ask(srv, "Q?", "A.", timeout=0.5)
         assert srv.request_count == 1
     if "retry_after_s" in fault:
-        assert caught.value.response.headers["retry-after"] == "2"
+        assert caught.value.response.headers["retry-after"] == "2.000"
+
+
+@pytest.mark.parametrize("style, headers", [("whole", {"retry-after": "1"}),
+                                            ("ms", {"retry-after": "1", "retry-after-ms": "300"}),
+                                            ("none", {})])
+def test_retry_after_styles(style, headers):
+    with OfflineTeacherServer(rate_429=1.0, retry_after_s=0.3, retry_after=style) as srv:
+        with pytest.raises(openai.RateLimitError) as caught:
+            _ask(srv, "Q?", "A.")
+    got = {k: v for k, v in caught.value.response.headers.items() if k.startswith("retry-after")}
+    assert got == headers
 
 
 def test_length_fault_and_bad_key():
@@ -79,6 +90,25 @@ def test_own_rate_limit_rejects_above_it():
                 assert float(exc.response.headers["retry-after"]) > 0
         assert statuses.count(429) >= 2 and srv.rejected_count == statuses.count(429)
         assert srv.requests_by_hash.most_common(1)[0][1] == 5  # the same body, counted per hash
+
+
+def test_small_burst_and_openai_limit_headers():
+    # 6,000/min with a burst of 3: a quick run of 6 gets 3 through, and every reply says what is left
+    with OfflineTeacherServer(requests_per_minute=6000, burst=3, retry_after="whole", ratelimit_headers=True) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="k", max_retries=0)
+        replies = []
+        for _ in range(6):
+            try:
+                replies.append(client.chat.completions.with_raw_response.create(
+                    model="m", messages=[{"role": "user", "content": "Q?"}]).headers)
+            except openai.RateLimitError as exc:
+                replies.append(exc.response.headers)
+        assert srv.ok_count + srv.rejected_count == 6 and 3 <= srv.ok_count <= 4
+        assert {h["x-ratelimit-limit-requests"] for h in replies} == {"6000"}
+        remaining = [int(h["x-ratelimit-remaining-requests"]) for h in replies]
+        assert remaining[0] == 2 and min(remaining) == 0
+        refused = [h for h in replies if "retry-after" in h]
+        assert refused and {h["retry-after"] for h in refused} == {"1"}  # whole seconds, as many providers say
 
 
 def test_runs_as_a_module(tmp_path):

@@ -1,7 +1,9 @@
 """An offline OpenAI-compatible teacher: real HTTP on loopback, deterministic critiques, faults on demand.
 
 It stands in for the paid API (the smoke preset's teacher, the tests' and benchmarks' server) and speaks the
-real protocol: ``POST /v1/chat/completions`` and ``GET /v1/models``, OpenAI JSON with ``usage``.
+real protocol: ``POST /v1/chat/completions`` and ``GET /v1/models``, OpenAI JSON with ``usage``,
+and OpenAI's Files and Batches API (:mod:`cft_ray.testing.batch_server`: batches answered by the
+same teacher after ``batch_seconds``, lines failing at ``batch_fail_rate``).
 
 How it writes a critique. The paper's prompt carries no reference answer, so the server is told
 the references out of band: ``references`` maps question text to its reference answer (the
@@ -14,8 +16,13 @@ critique ends with the paper's ``Conclusion: right [END]`` or ``Conclusion: wron
 
 Faults, each drawn per request at its configured rate: latency, 429 with ``Retry-After``, 500,
 hangs, dropped connections, ``finish_reason=length`` and malformed JSON. ``requests_per_minute``
-enforces the server's own limit (a token bucket holding one second of requests; 429 above it,
-injected faults count against it). The server counts every chat request it received
+enforces the server's own limit, as providers do: a token bucket holding ``burst`` requests
+(default one second's worth; many providers allow far less), 429 above it, injected faults
+counting against it. How a 429 says when to come back is ``retry_after``, one of the styles real
+services use: ``float`` (``Retry-After: 0.013``), ``whole`` (whole seconds, rounded up, never 0:
+what most HTTP servers send), ``ms`` (``retry-after-ms`` beside whole seconds) or ``none``.
+``ratelimit_headers`` adds OpenAI's ``x-ratelimit-limit/remaining/reset-requests`` to every reply,
+429s included. The server counts every chat request it received
 (``request_count``), those it answered with a result (``ok_count``) and how often each distinct
 request body arrived (``requests_by_hash``), so a test can prove nothing was sent twice.
 """
@@ -27,6 +34,7 @@ import asyncio
 import collections
 import hashlib
 import json
+import math
 import random
 import re
 import threading
@@ -38,8 +46,10 @@ from aiohttp import web
 
 from cft_ray.core.extract import extract_answer
 from cft_ray.ratelimit import TokenBucket
+from cft_ray.testing.batch_server import BatchEndpoints
 
 DEFAULT_MODEL = "cft-ray-offline-teacher"
+RETRY_AFTER_STYLES = ("float", "whole", "ms", "none")
 _STEP = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/x×])\s*(-?\d+(?:\.\d+)?)\s*(?:gives|=|is)\s*(-?\d+(?:\.\d+)?)")
 _USER = re.compile(r"Question:\s*(?P<question>.*?)\n\s*\nSolution:\s*(?P<solution>.*)", re.S)
 
@@ -126,8 +136,13 @@ class OfflineTeacherServer:
         references: dict[str, str] | None = None,
         requests_per_minute: float | None = None,
         api_key: str | None = None,
+        burst: float | None = None,
+        retry_after: str = "float",
         ratelimit_headers: bool = False,
         seed: int = 0,
+        batch_seconds: float = 0.0,
+        batch_fail_rate: float = 0.0,
+        batch_expire_fraction: float | None = None,
         **faults: float,
     ):
         self.host, self.port, self.model = host, port, model
@@ -135,8 +150,14 @@ class OfflineTeacherServer:
         self.api_key = api_key
         self.ratelimit_headers = ratelimit_headers
         self.faults = Faults(**faults)
+        if retry_after not in RETRY_AFTER_STYLES:
+            raise ValueError(f"retry_after must be one of {RETRY_AFTER_STYLES}, not {retry_after!r}")
+        self.retry_after = retry_after
         self.requests_per_minute = requests_per_minute
-        self._bucket = TokenBucket(requests_per_minute, burst_s=1.0) if requests_per_minute else None
+        self._bucket = None
+        if requests_per_minute:
+            burst_s = burst / (requests_per_minute / 60) if burst else 1.0
+            self._bucket = TokenBucket(requests_per_minute, burst_s=burst_s)
         self._rng = random.Random(seed)
         self.request_count = 0
         self.ok_count = 0
@@ -146,6 +167,8 @@ class OfflineTeacherServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
+        self.batch = BatchEndpoints(self.complete, self._unauthorized, seconds_to_complete=batch_seconds,
+                                    fail_rate=batch_fail_rate, expire_fraction=batch_expire_fraction, seed=seed)
 
     # ---- lifecycle -------------------------------------------------------------------------
     @property
@@ -157,6 +180,7 @@ class OfflineTeacherServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/stats", self._stats)
+        self.batch.register(app)
         return app
 
     def start(self) -> "OfflineTeacherServer":
@@ -200,6 +224,7 @@ class OfflineTeacherServer:
             "distinct_requests": len(self.requests_by_hash),
             "max_sends_of_one_request": max(self.requests_by_hash.values(), default=0),
             "busy_s": (self.last_ok_at - self.first_request_at) if self.last_ok_at else 0.0,
+            **self.batch.stats(),
         }
 
     # ---- handlers --------------------------------------------------------------------------
@@ -226,8 +251,7 @@ class OfflineTeacherServer:
         raw = await request.read()
         try:
             body = json.loads(raw)
-            messages = body["messages"]
-            user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+            user_message(body)
         except (ValueError, KeyError, StopIteration, TypeError):
             return _error(400, "request body must be JSON with a user message", "invalid_request_error")
         self.requests_by_hash[hashlib.sha256(raw).hexdigest()] += 1
@@ -237,7 +261,7 @@ class OfflineTeacherServer:
             if wait > 0:
                 self.rejected_count += 1
                 return _error(429, "Rate limit reached for requests", "rate_limit_exceeded",
-                              {"Retry-After": f"{wait:.3f}"})
+                              {**self._retry_after_headers(wait), **self._limit_headers()})
         f, draw = self.faults, self._rng.random()
         if f.latency_s:
             await asyncio.sleep(f.latency_s)
@@ -250,7 +274,7 @@ class OfflineTeacherServer:
             fault = None
         if fault == "429":
             return _error(429, "Rate limit reached (injected)", "rate_limit_exceeded",
-                          {"Retry-After": f"{f.retry_after_s:g}"})
+                          {**self._retry_after_headers(f.retry_after_s), **self._limit_headers()})
         if fault == "500":
             return _error(500, "The server had an error (injected)", "server_error")
         if fault == "hang":
@@ -261,20 +285,21 @@ class OfflineTeacherServer:
         if fault == "malformed":
             return web.Response(status=200, text='{"id": "chatcmpl-broken", "choices": [', content_type="application/json")
 
-        content = self._reply(messages, user)
-        finish = "stop"
-        if fault == "length":
-            content, finish = content[: max(1, len(content) // 3)], "length"
-        prompt_tokens = sum(count_tokens(str(m.get("content", ""))) + 4 for m in messages)
         self.ok_count += 1
         self.last_ok_at = time.monotonic()
-        headers = {}
-        if self.ratelimit_headers and self.requests_per_minute:
-            headers = {"x-ratelimit-limit-requests": str(int(self.requests_per_minute)),
-                       "x-ratelimit-remaining-requests": str(int(self._bucket.level)),
-                       "x-ratelimit-reset-requests": "1s"}
-        return web.json_response({
-            "id": f"chatcmpl-{hashlib.sha1(raw).hexdigest()[:24]}",
+        return web.json_response(self.complete(body, truncated=fault == "length"), headers=self._limit_headers())
+
+    def complete(self, body: dict, truncated: bool = False) -> dict:
+        """The ``chat.completion`` object answering a request body (the batch endpoint's too)."""
+        messages, user = body["messages"], user_message(body)
+        content = self._reply(messages, user)
+        finish = "stop"
+        if truncated:
+            content, finish = content[: max(1, len(content) // 3)], "length"
+        prompt_tokens = sum(count_tokens(str(m.get("content", ""))) + 4 for m in messages)
+        digest = hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
+        return {
+            "id": f"chatcmpl-{digest}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", self.model),
@@ -282,7 +307,27 @@ class OfflineTeacherServer:
                          "finish_reason": finish, "logprobs": None}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": count_tokens(content),
                       "total_tokens": prompt_tokens + count_tokens(content)},
-        }, headers=headers)
+        }
+
+    def _retry_after_headers(self, wait_s: float) -> dict[str, str]:
+        if self.retry_after == "none":
+            return {}
+        whole = str(max(1, math.ceil(wait_s)))
+        if self.retry_after == "whole":
+            return {"Retry-After": whole}
+        if self.retry_after == "ms":
+            return {"Retry-After": whole, "retry-after-ms": str(max(1, round(wait_s * 1000)))}
+        return {"Retry-After": f"{wait_s:.3f}"}
+
+    def _limit_headers(self) -> dict[str, str]:
+        """OpenAI's request-limit headers: the limit, what is left, when the bucket is full again."""
+        if not (self.ratelimit_headers and self._bucket is not None):
+            return {}
+        level = self._bucket.peek()
+        reset_s = (self._bucket.capacity - level) / self._bucket.rate
+        return {"x-ratelimit-limit-requests": str(int(self.requests_per_minute)),
+                "x-ratelimit-remaining-requests": str(max(0, int(level))),
+                "x-ratelimit-reset-requests": f"{max(1, round(reset_s * 1000))}ms"}
 
     def _reply(self, messages: list[dict], user: str) -> str:
         system = next((m["content"] for m in messages if m["role"] == "system"), "")
@@ -292,6 +337,11 @@ class OfflineTeacherServer:
             return write_answer(question, self.references.get(question))
         question, solution = match["question"].strip(), match["solution"].strip()
         return write_critique(question, solution, self.references.get(question))
+
+
+def user_message(body: dict) -> str:
+    """The last user message of a chat request body; KeyError / StopIteration / TypeError if none."""
+    return next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
 
 
 def _error(status: int, message: str, code: str, headers: dict | None = None) -> web.Response:
@@ -318,6 +368,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--references", help="JSONL rows with question and reference_answer")
     p.add_argument("--requests-per-minute", type=float)
+    p.add_argument("--burst", type=float, help="requests the server's bucket holds (default one second's worth)")
+    p.add_argument("--retry-after", choices=RETRY_AFTER_STYLES, default="float", help="how a 429 says when to retry")
+    p.add_argument("--ratelimit-headers", action="store_true", help="send OpenAI's x-ratelimit-* headers")
     p.add_argument("--api-key-env", help="require the key held in this environment variable")
     p.add_argument("--seed", type=int, default=0)
     for name, field in Faults.__dataclass_fields__.items():
@@ -329,7 +382,8 @@ def main(argv: list[str] | None = None) -> None:
     server = OfflineTeacherServer(
         args.host, args.port, model=args.model, seed=args.seed,
         references=load_references(args.references) if args.references else None,
-        requests_per_minute=args.requests_per_minute,
+        requests_per_minute=args.requests_per_minute, burst=args.burst, retry_after=args.retry_after,
+        ratelimit_headers=args.ratelimit_headers,
         api_key=os.environ[args.api_key_env] if args.api_key_env else None, **faults,
     )
     with server:
