@@ -14,6 +14,8 @@ import asyncio
 import math
 import random
 import re
+import time
+import uuid
 from dataclasses import dataclass
 
 import openai
@@ -22,6 +24,7 @@ import pandas as pd
 from cft_ray.config import TeacherConfig
 from cft_ray.core.verdict import parse_verdict
 from cft_ray.teacher.cache import ResponseCache, request_key
+from cft_ray.teacher.limiter import seconds_from_text
 from cft_ray.teacher.messages import Template, build_messages, get_template
 
 RESULT_COLUMNS = ["critique", "verdict", "finish_reason", "prompt_tokens", "completion_tokens", "cost_usd",
@@ -53,6 +56,8 @@ class Endpoint:
     cache_uri: str
 
 
+# A 429 does not use up one of max_attempts (nothing was processed); this many per attempt do.
+REFUSALS_PER_ATTEMPT = 10
 # Exponential backoff with full jitter: the first retry waits up to 0.5 s, never more than 30 s.
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
@@ -86,12 +91,26 @@ def scrub(text: str, secret: Secret) -> str:
     return re.sub(r"sk-[A-Za-z0-9*_\-]{4,}", "sk-***", text)[:500]
 
 
-def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    try:
-        return float(response.headers["retry-after"]) if response is not None else None
-    except (KeyError, ValueError, TypeError):
+def _limit_headers(headers) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
+
+
+def retry_after(headers) -> float | None:
+    """When the server says to come back, in seconds: ``retry-after-ms`` (the precise one),
+    ``Retry-After`` (seconds; an HTTP date is read as 'later', 1 s), else ``x-ratelimit-reset-requests``."""
+    if headers is None:
         return None
+    if headers.get("retry-after-ms"):
+        try:
+            return float(headers["retry-after-ms"]) / 1000
+        except ValueError:
+            pass
+    if headers.get("retry-after"):
+        try:
+            return max(0.0, float(headers["retry-after"]))
+        except ValueError:
+            return 1.0
+    return seconds_from_text(headers.get("x-ratelimit-reset-requests"))
 
 
 def classify(exc: Exception) -> tuple[str, bool]:
@@ -120,6 +139,8 @@ class TeacherWorker:
         self._client: openai.AsyncOpenAI | None = None
         self._slots: asyncio.Semaphore | None = None
         self._inflight: dict[str, asyncio.Task] = {}  # identical rows share one request
+        self._next_send = 0.0  # this actor's earliest next send (monotonic)
+        self.name = uuid.uuid4().hex  # for the limiter's count of actors sharing the rate
 
     async def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         if self._client is None:  # created inside Ray Data's event loop, used only there
@@ -127,9 +148,9 @@ class TeacherWorker:
                                               max_retries=0, timeout=self.config.request_timeout_s)
             self._slots = asyncio.Semaphore(self.config.max_concurrency)
         results = await asyncio.gather(*(self._row(row) for row in batch.to_dict("records")))
-        out = batch.copy()
-        for column in [*RESULT_COLUMNS, self.template.output_column]:
-            out[column] = [r.get(column) for r in results]
+        columns = list(dict.fromkeys([*RESULT_COLUMNS, self.template.output_column]))
+        out = pd.concat([batch.drop(columns=columns, errors="ignore").reset_index(drop=True),
+                         pd.DataFrame(results, columns=columns)], axis=1)
         statuses = [r["status"] for r in results]
         await self.limiter.report.remote(statuses.count("ok"), statuses.count("error"),
                                          sum(bool(r["cached"]) for r in results))
@@ -156,36 +177,43 @@ class TeacherWorker:
         charge = est + c.max_tokens
         est_cost = est * prompt_price + c.est_completion_tokens * completion_price
         spent, attempts, length_retries, error = 0.0, 0, 0, ("NotSent", "")
-        while attempts < c.max_attempts:
-            retry_after = None
+        refused = 0  # 429s: the server saying "not now", not a failure of the request
+        while attempts - refused < c.max_attempts and refused < REFUSALS_PER_ATTEMPT * c.max_attempts:
+            wait_hint = None
             async with self._slots:
-                decision, detail = await self.limiter.reserve.remote(charge, est_cost)
+                decision, detail, epoch, interval = await self.limiter.reserve.remote(charge, est_cost, self.name)
                 if decision == "budget":
                     return self._error("BudgetExceeded", f"{detail}; not sent, rerun to resume", attempts, spent)
                 if decision == "stop":
                     return self._error("Stopped", f"not sent: {detail}", attempts, spent)
-                await asyncio.sleep(detail)
+                if detail:
+                    await asyncio.sleep(detail)  # tokens per minute, or the server's reset
+                await self._keep_spacing(interval)
                 attempts += 1
                 try:
                     raw = await self._client.chat.completions.with_raw_response.create(
                         model=c.model, messages=messages, **c.sampling)
                     reply = raw.parse()
                 except Exception as exc:  # every failure becomes a retry or an error record
-                    await self.limiter.settle.remote(charge, 0, est_cost, 0.0)
+                    response = getattr(exc, "response", None)
+                    headers = response.headers if response is not None else None
+                    await self.limiter.settle.remote(epoch, charge, 0, est_cost, 0.0, getattr(exc, "status_code", None),
+                                                     _limit_headers(headers) if headers is not None else None)
                     kind, retryable = classify(exc)
                     error = (kind, scrub(str(exc), self.key))
                     if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
                         await self.limiter.stop.remote(f"the API key was refused ({kind})")
                     if not retryable:
                         return self._error(kind, error[1], attempts, spent)
-                    retry_after = _retry_after(exc)
+                    wait_hint = retry_after(headers)
+                    refused += isinstance(exc, openai.RateLimitError)
                 else:
                     usage = reply.usage
                     p_tok, c_tok = (usage.prompt_tokens, usage.completion_tokens) if usage else (est, 0)
                     cost = p_tok * prompt_price + c_tok * completion_price
                     spent += cost
-                    limits = {k: v for k, v in raw.headers.items() if k.lower().startswith("x-ratelimit-")}
-                    await self.limiter.settle.remote(charge, p_tok + c_tok, est_cost, cost, limits or None)
+                    await self.limiter.settle.remote(epoch, charge, p_tok + c_tok, est_cost, cost, 200,
+                                                     _limit_headers(raw.headers) or None)
                     choice = reply.choices[0] if reply.choices else None
                     content = choice.message.content if choice else None
                     record = {"content": content, "finish_reason": (choice.finish_reason or "") if choice else "",
@@ -204,13 +232,25 @@ class TeacherWorker:
                     else:
                         await asyncio.to_thread(self.cache.put, key, record)
                         return {**self._result(record, key, cached=False), "cost_usd": spent}
-            await asyncio.sleep(self._backoff(attempts, retry_after))
+            await asyncio.sleep(self._backoff(attempts, wait_hint))
         return self._error(error[0], f"gave up after {attempts} attempts: {error[1]}", attempts, spent)
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential with full jitter; never sooner than the server's Retry-After."""
-        wait = random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
-        return max(wait, retry_after + random.uniform(0, 0.1) if retry_after is not None else 0.0)
+    async def _keep_spacing(self, interval: float) -> None:
+        """This actor's sends, ``interval`` apart, in the order they asked."""
+        now = time.monotonic()
+        if self._next_send > now:
+            self._next_send += interval
+            await asyncio.sleep(self._next_send - interval - now)
+        else:
+            self._next_send = now + interval
+
+    def _backoff(self, attempt: int, wait_hint: float | None) -> float:
+        """The server's wait when it gave one, stretched by up to 10% so the requests told the same
+        instant do not all come back at it (they then queue for paced slots again); otherwise
+        exponential backoff with full jitter."""
+        if wait_hint is not None:
+            return wait_hint * random.uniform(1.0, 1.1)
+        return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
 
     # ---- records ---------------------------------------------------------------------------
     def _result(self, record: dict, key: str, cached: bool) -> dict:
