@@ -61,6 +61,18 @@ class Estimate(BaseModel):
                 f"~{self.prompt_tokens:,} prompt + ~{self.completion_tokens:,} completion tokens, ~${self.dollars:.4f}")
 
 
+class BatchSummary(BaseModel):
+    """What a ``teacher.mode: batch`` run did through the Batch API (before its online pass)."""
+
+    batch_ids: list[str] = []  # every batch this run created or resumed
+    resumed: int = 0  # batches created by an earlier, interrupted run and collected by this one
+    requests: int = 0  # requests sent in batches (this run and resumed ones)
+    ok: int = 0  # answered by a batch and cached
+    failed: int = 0  # failed or expired in a batch: left to the online pass
+    dollars: float = 0.0  # at batch prices
+    seconds: float = 0.0
+
+
 class TeacherSummary(BaseModel):
     """The critique stage: counts, tokens and dollars, read back from what was written."""
 
@@ -71,10 +83,14 @@ class TeacherSummary(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     dollars: float = 0.0  # spent by this run (cached rows cost nothing now)
-    seconds: float = 0.0
+    seconds: float = 0.0  # end to end: estimate, endpoint check, actor start-up, sending, writing
     rows_per_s: float = 0.0
+    requests: int = 0  # sent by the online pass, retries included
+    refused_429: int = 0
+    first_request_s: float | None = None  # start-up: seconds until the first request left
     errors_by_class: dict[str, int] = {}
     estimate: Estimate | None = None
+    batch: BatchSummary | None = None
     output_path: str | None = None
 
     def table(self) -> str:
@@ -217,6 +233,10 @@ NOT_OUTPUT_SHAPING = {
     "teacher.num_actors": "teacher actors in the pool",
     "teacher.batch_size": "rows per Ray Data batch",
     "teacher.actor_num_cpus": "Ray resources per actor",
+    "teacher.mode": "the same requests, sent one by one or as a batch (the cache answers either way)",
+    "teacher.batch_max_requests": "how requests are split into batches",
+    "teacher.batch_max_bytes": "how requests are split into batches",
+    "teacher.batch_poll_s": "how often a batch is polled",
     "train.max_failures": "restarts resume from the latest checkpoint, reaching the same weights",
     "train.peak_tflops_per_gpu": "the denominator of the reported MFU",
     "eval.num_engines": "vLLM engines in the pool",

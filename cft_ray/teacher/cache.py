@@ -69,9 +69,11 @@ class ResponseCache:
         self.fs.move(tmp, self._path(key))
 
     def keys(self) -> list[str]:
-        """Every stored key (for tests and reports; a listing of the whole cache)."""
+        """Every stored key (one listing of the whole cache). Only entries in their two-character
+        shard folder count: other files under the root (the Batch API's manifests) are not answers."""
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True))
         except FileNotFoundError:
             return []
-        return [i.base_name[:-5] for i in infos if i.base_name.endswith(".json") and not i.base_name.startswith(".")]
+        return [i.base_name[:-5] for i in infos if i.base_name.endswith(".json") and not i.base_name.startswith(".")
+                and i.path.rsplit("/", 2)[-2] == i.base_name[:2]]

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 import ray
 
 from cft_ray.config import ConfigError, TeacherConfig
-from cft_ray.stages import Estimate, TeacherSummary
+from cft_ray.stages import BatchSummary, Estimate, TeacherSummary
 from cft_ray.storage import as_uri
 from cft_ray.teacher.cache import ResponseCache, request_key, url_family
 from cft_ray.teacher.client import Endpoint, Secret, TeacherWorker, check_row, estimate_tokens, scrub
@@ -29,6 +30,7 @@ from cft_ray.teacher.limiter import SharedLimiter
 from cft_ray.teacher.messages import build_messages, get_template
 
 log = logging.getLogger("cft_ray.teacher")
+ROWS_PER_FILE = 20_000
 
 
 class TeacherAuthError(ConfigError):
@@ -139,15 +141,55 @@ def run_teacher(
 
 def _run(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, dry_run: bool) -> TeacherSummary:
     key = resolve_api_key(config, endpoint.base_url)
-    est = estimate(ds, config, endpoint)
-    print(f"teacher {config.model} at {url_family(endpoint.base_url)} ({endpoint.template}): {est.line()}", flush=True)
-    if dry_run:
-        return TeacherSummary(rows=est.rows, estimate=est)
-    if est.to_send:
-        check_endpoint(endpoint.base_url, key)
-
-    limiter = SharedLimiter.remote(config.requests_per_minute, config.tokens_per_minute, config.budget_usd)
+    where = f"teacher {config.model} at {url_family(endpoint.base_url)} ({endpoint.template})"
     started = time.monotonic()
+    with ThreadPoolExecutor(1) as background:
+        # The estimate is a pass over every row: it runs beside the sending rather than before it
+        # (the limiter holds the budget either way), so a short job is not spent waiting for it.
+        pending = background.submit(estimate, ds, config, endpoint)
+        pending.add_done_callback(lambda f: f.exception() or print(f"{where}: {f.result().line()}", flush=True))
+        if dry_run:
+            est = pending.result()
+            return TeacherSummary(rows=est.rows, estimate=est)
+        try:
+            check_endpoint(endpoint.base_url, key)
+        except TeacherAuthError:
+            raise
+        except ConfigError:
+            if pending.result().to_send:
+                raise
+            log.warning("teacher: the endpoint is unreachable, but the cache holds every answer")
+        batch = None
+        if config.mode == "batch" and pending.result().to_send:
+            from cft_ray.teacher.batch import run_batches
+
+            # The batches' answers land in the cache; the online pass below then writes every
+            # row and sends only what the batches failed.
+            batch = run_batches(ds, config, endpoint, key)
+        limiter_at = time.monotonic()
+        out, limiter = _send(ds, config, output_dir, endpoint, key)
+        est = pending.result()
+    seconds = time.monotonic() - started
+    pacing = ray.get(limiter.snapshot.remote())
+    ray.kill(limiter)
+    fs, path = pafs.FileSystem.from_uri(as_uri(out))
+    stop_reason = pacing["stop_reason"]
+
+    summary = summarize(out, seconds, est, batch)
+    first = pacing["first_send_s"]
+    summary = summary.model_copy(update={"requests": pacing["sent"], "refused_429": pacing["rejected"],
+                                         "first_request_s": None if first is None else first + limiter_at - started})
+    print(summary.table(), flush=True)
+    if stop_reason:
+        log.error("teacher: stopped early: %s", stop_reason)
+    with fs.open_output_stream(f"{path.rsplit('/', 1)[0]}/teacher-summary.json") as f:
+        f.write(summary.model_dump_json(indent=2).encode())
+    return summary
+
+
+def _send(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, key: Secret) -> tuple[str, ray.actor.ActorHandle]:
+    """Every row through the actor pool into ``<output_dir>/critiques``; returns it and the limiter."""
+    limiter = SharedLimiter.remote(config.requests_per_minute, config.tokens_per_minute, config.budget_usd)
     # A batch finishes with its slowest row (a retry can take seconds), so each actor works on
     # several batches at once, enough to keep its request slots busy while stragglers retry.
     batches_per_actor = max(2, math.ceil(4 * config.max_concurrency / config.batch_size))
@@ -163,21 +205,13 @@ def _run(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, dry_run
     fs, path = pafs.FileSystem.from_uri(as_uri(out))
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)  # a rerun replaces the output; the cache keeps the answers
-    results.write_parquet(out)
-    seconds = time.monotonic() - started
-    stop_reason = ray.get(limiter.snapshot.remote())["stop_reason"]
-    ray.kill(limiter)
-
-    summary = summarize(out, seconds, est)
-    print(summary.table(), flush=True)
-    if stop_reason:
-        log.error("teacher: stopped early: %s", stop_reason)
-    with fs.open_output_stream(f"{path.rsplit('/', 1)[0]}/teacher-summary.json") as f:
-        f.write(summary.model_dump_json(indent=2).encode())
-    return summary
+    # Files of many batches each: a write task per batch costs more than the batch's requests.
+    results.write_parquet(out, min_rows_per_file=ROWS_PER_FILE)
+    return out, limiter
 
 
-def summarize(output_path: str, seconds: float, est: Estimate | None = None) -> TeacherSummary:
+def summarize(output_path: str, seconds: float, est: Estimate | None = None,
+              batch: BatchSummary | None = None) -> TeacherSummary:
     """Counts, tokens and dollars from the written Parquet (the record of what happened)."""
     fs, path = pafs.FileSystem.from_uri(as_uri(output_path))
     columns = ["status", "error", "cached", "prompt_tokens", "completion_tokens", "cost_usd"]
@@ -187,8 +221,9 @@ def summarize(output_path: str, seconds: float, est: Estimate | None = None) -> 
     return TeacherSummary(
         rows=len(df), ok=int((df["status"] == "ok").sum()), error=int((df["status"] == "error").sum()),
         cached=int(df["cached"].astype(bool).sum()), prompt_tokens=int(fresh["prompt_tokens"].sum()),
-        completion_tokens=int(fresh["completion_tokens"].sum()), dollars=float(fresh["cost_usd"].sum()),
+        completion_tokens=int(fresh["completion_tokens"].sum()), dollars=float(fresh["cost_usd"].sum()) + (batch.dollars if batch else 0.0),
         seconds=seconds, rows_per_s=len(df) / seconds if seconds else 0.0,
-        errors_by_class={str(k): int(v) for k, v in kinds.items()}, estimate=est, output_path=output_path,
+        errors_by_class={str(k): int(v) for k, v in kinds.items()}, estimate=est, batch=batch,
+        output_path=output_path,
     )
 
