@@ -53,10 +53,9 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     started = time.perf_counter()
     run_dir = config.run_dir
     store = RunStore(config.run_uri, run_dir) if config.run_uri else None
-    if store and config.teacher.cache_dir is None:
-        # Paid answers go straight to the run's storage: a rerun anywhere re-pays nothing.
-        teacher = config.teacher.model_copy(update={"cache_dir": f"{config.run_uri}/teacher-cache"})
-        config = config.model_copy(update={"teacher": teacher})
+    # Paid answers go straight to the run's own folder (its storage, for a run on object
+    # storage), outside every keyed stage: a rerun anywhere, with any settings, re-pays nothing.
+    config = config.with_teacher_cache()
     config.write_resolved(run_dir)
     _publish(store, "config.yaml", "config.sha256")
     connect_started = time.perf_counter()

@@ -25,6 +25,6 @@ def connected_config(args: argparse.Namespace) -> PipelineConfig:
     """The config, with Ray connected as it says: the entry point of every single-stage command."""
     from cft_ray.raycluster import connect
 
-    config = config_from_args(args)
+    config = config_from_args(args).with_teacher_cache()  # a single stage pays once per run, too
     connect(config.ray)
     return config

@@ -57,6 +57,18 @@ class PipelineConfig(StrictModel):
             return Path(self.work_dir).expanduser() / scheme / rest
         return Path(self.output_dir).expanduser() / self.name
 
+    @property
+    def teacher_cache(self) -> str:
+        """Where paid answers are kept: ``teacher.cache_dir``, else ``<run>/teacher-cache``, beside
+        the stage and step folders rather than inside one. Those folders are keyed by settings that
+        may change between runs; the cache is keyed per request, so a rerun with any other
+        pacing, budget or row count finds every answer it already paid for."""
+        return self.teacher.cache_dir or f"{self.run_uri or self.run_dir.resolve()}/teacher-cache"
+
+    def with_teacher_cache(self) -> "PipelineConfig":
+        """This config with ``teacher.cache_dir`` resolved (not an output-shaping field: keys stay)."""
+        return self.model_copy(update={"teacher": self.teacher.model_copy(update={"cache_dir": self.teacher_cache})})
+
     def sha256(self) -> str:
         """Hash of the resolved config: same hash, same run."""
         return section_hash(self.model_dump(mode="json"))

@@ -181,6 +181,7 @@ def sweep(config: PipelineConfig) -> SweepResult:
     points = grid(space)
     for point in points:  # every grid point must be a valid config before anything runs
         check_point(apply_overrides(config, point, f"sweep point {point} is not a valid config"))
+    config = config.with_teacher_cache()  # every grid point's data build shares the run's answers
     connect(config.ray)
     # Tune moves each trial into its own folder by default; keep the driver's working
     # directory so relative paths in the config (data files, the run folder) mean the same.
