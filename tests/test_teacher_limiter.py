@@ -68,18 +68,20 @@ def test_limiter_shares_the_rate_follows_headers_and_holds_budget_and_stop(ray_c
     assert [r[1] for r in replies] == [0.0] * 5  # no wait handed out: the actor spaces its own sends ...
     assert replies[-1][3] == pytest.approx(0.1)  # ... 0.1 s apart while it is the only sender
     second = ray.get(limiter.reserve.remote(10, 0.01, "actor-b"))
-    assert second[3] == pytest.approx(0.2)  # two actors sending: each gets half the rate
+    assert second[3] == pytest.approx(0.2)  # two actors with requests in flight: each gets half the rate
+    ray.get(limiter.settle.remote("actor-b", second[2], 10, 10, 0.01, 0.01, 200))
+    assert ray.get(limiter.reserve.remote(10, 0.01, "actor-a"))[3] == pytest.approx(0.1)  # b is done: a has it all
     # the server says nothing is left for a second: the next send waits for the reset
-    ray.get(limiter.settle.remote(replies[0][2], 10, 10, 0.01, 0.01, 200,
+    ray.get(limiter.settle.remote("actor-a", replies[0][2], 10, 10, 0.01, 0.01, 200,
                                   {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}))
     decision, wait, _, _ = ray.get(limiter.reserve.remote(10, 0.01, "actor-a"))
     assert decision == "go" and 0.8 <= wait <= 1.0
     # budget: reserved estimates count until settled
     assert ray.get(limiter.reserve.remote(10, 0.99, "actor-a"))[0] == "budget"
-    ray.get(limiter.settle.remote(0, 10, 10, 0.01, 0.0, 200))  # a call cost less than estimated
+    ray.get(limiter.settle.remote("actor-a", 0, 10, 10, 0.01, 0.0, 200))  # a call cost less than estimated
     assert ray.get(limiter.reserve.remote(10, 0.9, "actor-a"))[0] == "go"
     ray.get(limiter.stop.remote("the API key was refused"))
     assert ray.get(limiter.reserve.remote(10, 0.0, "actor-a")) == ("stop", "the API key was refused", -1, 0.0)
     snapshot = ray.get(limiter.snapshot.remote())
-    assert snapshot["sent"] == 8 and snapshot["rate_per_minute"] == 600
+    assert snapshot["sent"] == 9 and snapshot["rate_per_minute"] == 600
     ray.kill(limiter)

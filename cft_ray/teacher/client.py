@@ -56,6 +56,9 @@ class Endpoint:
     cache_uri: str
 
 
+# After a stall, this many sends may go early to make up for it; more would arrive as a burst.
+CATCH_UP_SENDS = 2
+SHARE_REFRESH_S = 0.1  # how often an actor asks for its share of the rate
 # A 429 does not use up one of max_attempts (nothing was processed); this many per attempt do.
 REFUSALS_PER_ATTEMPT = 10
 # Exponential backoff with full jitter: the first retry waits up to 0.5 s, never more than 30 s.
@@ -139,7 +142,10 @@ class TeacherWorker:
         self._client: openai.AsyncOpenAI | None = None
         self._slots: asyncio.Semaphore | None = None
         self._inflight: dict[str, asyncio.Task] = {}  # identical rows share one request
-        self._next_send = 0.0  # this actor's earliest next send (monotonic)
+        self._next_send = 0.0  # this actor's next send slot (monotonic)
+        self._interval = 0.0  # seconds between this actor's sends: its share of the rate
+        self._gate: asyncio.Lock | None = None  # one send decision at a time, first come first served
+        self._share_task: asyncio.Future | None = None
         self.name = uuid.uuid4().hex  # for the limiter's count of actors sharing the rate
 
     async def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -147,6 +153,8 @@ class TeacherWorker:
             self._client = openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self.key.reveal(),
                                               max_retries=0, timeout=self.config.request_timeout_s)
             self._slots = asyncio.Semaphore(self.config.max_concurrency)
+            self._gate = asyncio.Lock()
+            self._share_task = asyncio.ensure_future(self._follow_share())
         results = await asyncio.gather(*(self._row(row) for row in batch.to_dict("records")))
         columns = list(dict.fromkeys([*RESULT_COLUMNS, self.template.output_column]))
         out = pd.concat([batch.drop(columns=columns, errors="ignore").reset_index(drop=True),
@@ -188,7 +196,8 @@ class TeacherWorker:
                     return self._error("Stopped", f"not sent: {detail}", attempts, spent)
                 if detail:
                     await asyncio.sleep(detail)  # tokens per minute, or the server's reset
-                await self._keep_spacing(interval)
+                self._interval = interval  # the latest word on this actor's share, for every queued send
+                await self._keep_spacing()
                 attempts += 1
                 try:
                     raw = await self._client.chat.completions.with_raw_response.create(
@@ -197,7 +206,8 @@ class TeacherWorker:
                 except Exception as exc:  # every failure becomes a retry or an error record
                     response = getattr(exc, "response", None)
                     headers = response.headers if response is not None else None
-                    await self.limiter.settle.remote(epoch, charge, 0, est_cost, 0.0, getattr(exc, "status_code", None),
+                    await self.limiter.settle.remote(self.name, epoch, charge, 0, est_cost, 0.0,
+                                                     getattr(exc, "status_code", None),
                                                      _limit_headers(headers) if headers is not None else None)
                     kind, retryable = classify(exc)
                     error = (kind, scrub(str(exc), self.key))
@@ -212,8 +222,8 @@ class TeacherWorker:
                     p_tok, c_tok = (usage.prompt_tokens, usage.completion_tokens) if usage else (est, 0)
                     cost = p_tok * prompt_price + c_tok * completion_price
                     spent += cost
-                    await self.limiter.settle.remote(epoch, charge, p_tok + c_tok, est_cost, cost, 200,
-                                                     _limit_headers(raw.headers) or None)
+                    await self.limiter.settle.remote(self.name, epoch, charge, p_tok + c_tok, est_cost, cost,
+                                                     200, _limit_headers(raw.headers) or None)
                     choice = reply.choices[0] if reply.choices else None
                     content = choice.message.content if choice else None
                     record = {"content": content, "finish_reason": (choice.finish_reason or "") if choice else "",
@@ -235,14 +245,23 @@ class TeacherWorker:
             await asyncio.sleep(self._backoff(attempts, wait_hint))
         return self._error(error[0], f"gave up after {attempts} attempts: {error[1]}", attempts, spent)
 
-    async def _keep_spacing(self, interval: float) -> None:
-        """This actor's sends, ``interval`` apart, in the order they asked."""
-        now = time.monotonic()
-        if self._next_send > now:
-            self._next_send += interval
-            await asyncio.sleep(self._next_send - interval - now)
-        else:
-            self._next_send = now + interval
+    async def _follow_share(self) -> None:
+        """Keeps this actor's interval current for the sends queued in its gate: they reserved
+        up to seconds ago, and another actor that starts sending meanwhile halves this one's share."""
+        while True:
+            self._interval = await self.limiter.share.remote(self.name)
+            await asyncio.sleep(SHARE_REFRESH_S)
+
+    async def _keep_spacing(self) -> None:
+        """This actor's sends, its current interval apart, one at a time in the order they asked. A send
+        that wakes late (the event loop was busy) does not let the ones behind it catch up at
+        once: at most CATCH_UP_SENDS go early, so a stall never turns into a burst the server refuses."""
+        async with self._gate:
+            now = time.monotonic()
+            self._next_send = max(self._next_send, now - CATCH_UP_SENDS * self._interval)
+            if self._next_send > now:
+                await asyncio.sleep(self._next_send - now)
+            self._next_send += self._interval
 
     def _backoff(self, attempt: int, wait_hint: float | None) -> float:
         """The server's wait when it gave one, stretched by up to 10% so the requests told the same

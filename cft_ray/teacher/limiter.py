@@ -1,14 +1,16 @@
 """One rate limit and one budget for every teacher actor in the cluster, learned from the server.
 
-A single Ray actor paces every request of every actor on every node. Before each request a caller
-reserves a send time; after the reply it settles, saying how the request went.
+A single Ray actor holds the rate for every teacher actor on every node. Before each request a
+caller reserves (budget, tokens, its share of the rate); after the reply it settles, saying how
+the request went.
 
 - **Pacing, not bursts.** A server's burst allowance may be as small as a few requests, and a
   paced stream never needs one. Each actor that is sending gets an equal share of the rate and
   spaces its own sends evenly at it (``reserve`` returns the actor's interval: the number of
-  actors that asked to send in the last second over the rate). The spacing happens in the
-  actor, at the moment of sending: a limiter handing out send times would see them bunched by
-  the time they reach a busy actor's event loop.
+  actors with requests reserved and not yet settled, over the rate; each actor also asks for
+  it ten times a second, for the sends already queued). The spacing happens in the actor, at
+  the moment of sending: a limiter handing out send times would see them bunched by the time
+  they reach a busy actor's event loop.
 - **The configured limit is a ceiling, not a truth.** The rate starts at ``requests_per_minute``
   and moves with what the server answers, in epochs of a few seconds of replies: an epoch whose
   share of 429s is low raises the rate half the way back to the rate that last drew 429s, then by
@@ -31,6 +33,7 @@ and a stop flag raised by the first 401, so one bad key stops every actor at onc
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import time
@@ -51,7 +54,6 @@ NOISE_DECAY = 0.995  # per epoch: a remembered noise share fades (over ~40 epoch
 EPOCH_SECONDS = 2.0  # an epoch lasts at least this many seconds' worth of replies at its rate ...
 EPOCH_MIN_REPLIES = 30  # ... and at least this many replies
 MIN_RATE_SHARE = 0.02  # the rate never falls below this share of the ceiling
-ACTIVE_S = 1.0  # an actor that asked to send within this many seconds shares the rate
 
 
 def seconds_from_text(text: str | None) -> float | None:
@@ -143,7 +145,7 @@ class RateController:
 class SharedLimiter:
     def __init__(self, requests_per_minute: float, tokens_per_minute: float, budget_usd: float | None):
         self.control = RateController(requests_per_minute)
-        self.senders: dict[str, float] = {}  # actor -> when it last asked to send
+        self.in_flight: collections.Counter[str] = collections.Counter()  # actor -> reserved, not settled
         self.tokens = TokenBucket(tokens_per_minute)
         self.paused_until = 0.0  # monotonic time before which nothing may be sent
         self.budget_usd = budget_usd
@@ -152,7 +154,7 @@ class SharedLimiter:
         self.counts = {"ok": 0, "error": 0, "cached": 0, "sent": 0, "rejected": 0}
         self.spent_usd = 0.0
         self.started = self.last_log = time.monotonic()
-        self.first_send_at: float | None = None
+        self.first_send_at: float | None = None  # wall clock: the driver compares it with its own start
 
     async def reserve(self, tokens: float, est_cost: float, sender: str) -> tuple[str, float | str, int, float]:
         """("go", seconds to wait, epoch, the sender's pacing interval) | ("stop", why, -1, 0)
@@ -164,15 +166,21 @@ class SharedLimiter:
         self.committed_usd += est_cost
         now = time.monotonic()
         self.counts["sent"] += 1
-        self.first_send_at = self.first_send_at or now
-        self.senders[sender] = now
-        active = sum(now - seen < ACTIVE_S for seen in self.senders.values())
+        self.first_send_at = self.first_send_at or time.time()
+        self.in_flight[sender] += 1
         wait = max(self.tokens.reserve(tokens), self.paused_until - now, 0.0)
-        return "go", wait, self.control.epoch.number, active / self.control.rate
+        return "go", wait, self.control.epoch.number, await self.share(sender)
 
-    async def settle(self, epoch: int, tokens_reserved: float, tokens_used: float, est_cost: float, cost: float,
-                     status: int | None = None, headers: dict[str, str] | None = None) -> None:
+    async def share(self, sender: str) -> float:
+        """Seconds between ``sender``'s sends: every actor with requests in flight (and the asking
+        one) gets an equal share of the rate."""
+        active = sum(n > 0 for s, n in self.in_flight.items() if s != sender) + 1
+        return active / self.control.rate
+
+    async def settle(self, sender: str, epoch: int, tokens_reserved: float, tokens_used: float, est_cost: float,
+                     cost: float, status: int | None = None, headers: dict[str, str] | None = None) -> None:
         """After a reply (``status`` its HTTP code; None: no reply) or a failure to get one."""
+        self.in_flight[sender] -= 1
         self.tokens.refund(max(0.0, tokens_reserved - tokens_used))
         self.committed_usd += cost - est_cost
         self.spent_usd += cost
@@ -217,6 +225,6 @@ class SharedLimiter:
                   f"{done / (now - self.started):.1f} rows/s, pacing {60 * self.control.rate:.0f}/min", flush=True)
 
     async def snapshot(self) -> dict:
-        first = self.first_send_at - self.started if self.first_send_at else None
-        return {**self.counts, "spent_usd": self.spent_usd, "stop_reason": self.stop_reason, "first_send_s": first,
+        return {**self.counts, "spent_usd": self.spent_usd, "stop_reason": self.stop_reason,
+                "first_send_at": self.first_send_at,
                 "rate_per_minute": 60 * self.control.rate, "noise_429_share": self.control.noise}

@@ -142,7 +142,7 @@ def run_teacher(
 def _run(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, dry_run: bool) -> TeacherSummary:
     key = resolve_api_key(config, endpoint.base_url)
     where = f"teacher {config.model} at {url_family(endpoint.base_url)} ({endpoint.template})"
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     with ThreadPoolExecutor(1) as background:
         # The estimate is a pass over every row: it runs beside the sending rather than before it
         # (the limiter holds the budget either way), so a short job is not spent waiting for it.
@@ -166,7 +166,6 @@ def _run(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, dry_run
             # The batches' answers land in the cache; the online pass below then writes every
             # row and sends only what the batches failed.
             batch = run_batches(ds, config, endpoint, key)
-        limiter_at = time.monotonic()
         out, limiter = _send(ds, config, output_dir, endpoint, key)
         est = pending.result()
     seconds = time.monotonic() - started
@@ -176,9 +175,9 @@ def _run(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, dry_run
     stop_reason = pacing["stop_reason"]
 
     summary = summarize(out, seconds, est, batch)
-    first = pacing["first_send_s"]
+    first = pacing["first_send_at"]
     summary = summary.model_copy(update={"requests": pacing["sent"], "refused_429": pacing["rejected"],
-                                         "first_request_s": None if first is None else first + limiter_at - started})
+                                         "first_request_s": None if first is None else first - started_wall})
     print(summary.table(), flush=True)
     if stop_reason:
         log.error("teacher: stopped early: %s", stop_reason)
@@ -191,8 +190,9 @@ def _send(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, key: S
     """Every row through the actor pool into ``<output_dir>/critiques``; returns it and the limiter."""
     limiter = SharedLimiter.remote(config.requests_per_minute, config.tokens_per_minute, config.budget_usd)
     # A batch finishes with its slowest row (a retry can take seconds), so each actor works on
-    # several batches at once, enough to keep its request slots busy while stragglers retry.
-    batches_per_actor = max(2, math.ceil(4 * config.max_concurrency / config.batch_size))
+    # several batches at once: at least 4, so that while some wait out a Retry-After or a timeout
+    # in their last rows the others keep the actor's share of the rate in use.
+    batches_per_actor = max(4, math.ceil(4 * config.max_concurrency / config.batch_size))
     # One block per batch, so the pool's actors all get work from the first rows on.
     results = ds.repartition(target_num_rows_per_block=config.batch_size).map_batches(
         TeacherWorker,

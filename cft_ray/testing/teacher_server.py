@@ -373,6 +373,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ratelimit-headers", action="store_true", help="send OpenAI's x-ratelimit-* headers")
     p.add_argument("--api-key-env", help="require the key held in this environment variable")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-seconds", type=float, default=0.0, help="how long a batch takes to complete")
+    p.add_argument("--batch-fail-rate", type=float, default=0.0, help="share of a batch's lines that fail")
+    p.add_argument("--batch-expire-fraction", type=float, help="expire batches after this share of their lines")
     for name, field in Faults.__dataclass_fields__.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=field.default)
     args = p.parse_args(argv)
@@ -383,7 +386,8 @@ def main(argv: list[str] | None = None) -> None:
         args.host, args.port, model=args.model, seed=args.seed,
         references=load_references(args.references) if args.references else None,
         requests_per_minute=args.requests_per_minute, burst=args.burst, retry_after=args.retry_after,
-        ratelimit_headers=args.ratelimit_headers,
+        ratelimit_headers=args.ratelimit_headers, batch_seconds=args.batch_seconds,
+        batch_fail_rate=args.batch_fail_rate, batch_expire_fraction=args.batch_expire_fraction,
         api_key=os.environ[args.api_key_env] if args.api_key_env else None, **faults,
     )
     with server:
