@@ -55,9 +55,9 @@ def test_rate_stays_at_a_true_limit_and_finds_an_overstated_one():
 
 def test_429s_that_come_at_any_rate_do_not_drag_the_rate_down():
     rate, share = _drive(limit=100, told=100, noise=0.10)
-    assert rate >= 97 and share == pytest.approx(0.10, abs=0.02)
+    assert rate >= 95 and share == pytest.approx(0.10, abs=0.02)
     rate, _ = _drive(limit=100, told=200, noise=0.10)  # overstated and noisy: near the limit, not the ceiling
-    assert 90 <= rate <= 120  # noise hides part of the real limit: it settles within 20% above it
+    assert 90 <= rate <= 110  # noise hides part of the real limit: it settles within 10% of it
 
 
 def test_limiter_shares_the_rate_follows_headers_and_holds_budget_and_stop(ray_cluster):

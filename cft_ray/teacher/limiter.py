@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -82,6 +83,12 @@ class Epoch:
     def accepted_rate(self) -> float:
         return self.rate * (1 - self.share_429)
 
+    @property
+    def accepted_rate_sd(self) -> float:
+        """The accepted rate's uncertainty from the epoch's share of 429s (binomial)."""
+        s = self.share_429
+        return self.rate * math.sqrt(s * (1 - s) / self.replies) if self.replies else 0.0
+
 
 class RateController:
     """The request rate, moved by each epoch's share of 429s (plain Python, tested directly)."""
@@ -118,7 +125,14 @@ class RateController:
         # rate it accepts fewer, in step with what we took off.
         lost = (probe.accepted_rate - done.accepted_rate) / ((probe.rate - done.rate) * (1 - probe.share_429) or 1) \
             if probe is not None else 0.0
-        if probe is not None and done.share_429 >= NOISE_PERSISTS * probe.share_429 and lost >= 0.5:
+        # The evidence must be more than chance: a share within the tolerance, or an accepted rate
+        # that fell by less than its binomial spread, is what a real limit's 429s also look like
+        # near the limit (few replies, small random shares).
+        if probe is not None:
+            persists = done.share_429 >= max(NOISE_PERSISTS * probe.share_429, TOLERATED_429_SHARE)
+            fell = probe.accepted_rate - done.accepted_rate > 2 * math.hypot(probe.accepted_rate_sd,
+                                                                             done.accepted_rate_sd)
+        if probe is not None and persists and fell and lost >= 0.5:
             # Less went through at the lower rate: the server refuses a share whatever we send.
             self.noise = min(probe.share_429, done.share_429)
             log.info("teacher: %.0f%% of requests get 429 at any rate; keeping %.1f req/s",
@@ -126,7 +140,10 @@ class RateController:
             self._next(probe.rate)
             return
         self.noise *= NOISE_DECAY
-        if done.share_429 - self.noise > TOLERATED_429_SHARE:
+        # Beyond the noise by more than chance: an epoch's share of noise 429s varies by about
+        # sqrt(noise (1 - noise) / replies), and a real limit overshot shows far above that.
+        chance = 2 * math.sqrt(self.noise * (1 - self.noise) / done.replies)
+        if done.share_429 - self.noise > TOLERATED_429_SHARE + chance:
             self.probe, self.refused_at = done, done.rate
             lowered = max(MIN_RATE_SHARE * self.ceiling, done.rate * (1 - (done.share_429 - self.noise)))
             log.info("teacher: %.0f%% 429s at %.1f req/s; lowering to %.1f", 100 * done.share_429, done.rate, lowered)
