@@ -46,6 +46,35 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.fixture
+def kill_critique_job(ray_cluster):
+    """Runs ``jobs/critique.py`` on ``n`` synthetic rows with ``--set`` overrides on the session's
+    cluster, and SIGKILLs its process group (a real crash: no cleanup runs) once ``ready()`` holds."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import ray
+
+    def run(n: int, sets: list[str], output: Path, ready, timeout_s: float) -> None:
+        command = [sys.executable, str(REPO / "jobs" / "critique.py"), "--synthetic", str(n), "--preset", "smoke",
+                   "--output", str(output), *[a for s in sets for a in ("--set", s)]]
+        env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+        job = subprocess.Popen(command, env=env, start_new_session=True, cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while not ready():
+                assert job.poll() is None and time.monotonic() < deadline, "job ended before it could be killed"
+                time.sleep(0.1)
+        finally:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(30)
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def benchdata_dir() -> Path:
     """The public benchmark test files (``shared/benchdata``), beside the checkout."""

@@ -4,11 +4,6 @@ Files and Batches API over real HTTP, real Ray Data, real manifest and cache fil
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import openai
@@ -24,7 +19,6 @@ from cft_ray.teacher.cache import ResponseCache
 from cft_ray.teacher.client import Endpoint, Secret
 from cft_ray.testing.teacher_server import OfflineTeacherServer
 
-REPO = Path(__file__).resolve().parents[1]
 PROMPT_PRICE, COMPLETION_PRICE = 2.50 / 1e6, 10.00 / 1e6  # gpt-4o online
 
 
@@ -128,24 +122,12 @@ def test_truncated_batch_replies_are_paid_for_but_retried_online(ray_cluster, tm
     assert summary.dollars == pytest.approx(summary.batch.dollars + df["cost_usd"].sum())
 
 
-def test_killed_driver_resumes_its_batch_instead_of_recreating_it(ray_cluster, tmp_path):
+def test_killed_driver_resumes_its_batch_instead_of_recreating_it(kill_critique_job, tmp_path):
     n, cache = 60, tmp_path / "cache"
     with OfflineTeacherServer(batch_seconds=8) as srv:  # outlives the killed driver
         sets = [f"teacher.base_url={srv.base_url}", "teacher.model=gpt-4o", f"teacher.cache_dir={cache}",
                 "teacher.mode=batch", "teacher.batch_poll_s=0.2"]
-        command = [sys.executable, str(REPO / "jobs" / "critique.py"), "--synthetic", str(n), "--preset", "smoke",
-                   "--output", str(tmp_path / "killed"), *[a for s in sets for a in ("--set", s)]]
-        env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-        job = subprocess.Popen(command, env=env, start_new_session=True, cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 120
-            while not any(m.get("batch_id") for m in _manifests(cache)):
-                assert job.poll() is None and time.monotonic() < deadline, "job ended before it could be killed"
-                time.sleep(0.1)
-        finally:
-            os.killpg(job.pid, signal.SIGKILL)  # a real crash: no cleanup runs
-            job.wait(30)
+        kill_critique_job(n, sets, tmp_path / "killed", lambda: any(m.get("batch_id") for m in _manifests(cache)), 120)
         [manifest] = _manifests(cache)
         assert srv.batch.batches[manifest["batch_id"]]["status"] != "completed"  # killed while it ran
         rows = [{"id": f"synthetic-{i}", **r} for i, r in enumerate(arithmetic_problems(n, 0))]

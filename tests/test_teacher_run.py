@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +15,6 @@ from cft_ray.teacher.cache import ResponseCache
 from cft_ray.config import TeacherConfig
 from cft_ray.testing.teacher_server import OfflineTeacherServer
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _rows(n: int, seed: int = 0) -> list[dict]:
@@ -143,25 +138,13 @@ def test_budget_stops_sending_and_a_rerun_resumes(ray_cluster, tmp_path):
         assert srv.request_count == sent + (40 - first.ok)
 
 
-def test_killed_job_restarts_without_resending(ray_cluster, tmp_path):
+def test_killed_job_restarts_without_resending(kill_critique_job, tmp_path):
     n = 240
     cache = tmp_path / "cache"
     with OfflineTeacherServer(latency_s=0.1, requests_per_minute=1200) as srv:
         sets = [f"teacher.base_url={srv.base_url}", "teacher.model=gpt-4o", f"teacher.cache_dir={cache}",
                 "teacher.num_actors=2", "teacher.batch_size=16", "teacher.requests_per_minute=1200"]
-        command = [sys.executable, str(REPO / "jobs" / "critique.py"), "--synthetic", str(n), "--preset", "smoke",
-                   "--output", str(tmp_path / "killed"), *[a for s in sets for a in ("--set", s)]]
-        env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-        job = subprocess.Popen(command, env=env, start_new_session=True, cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 240
-            while len(ResponseCache(str(cache)).keys()) < 40:
-                assert job.poll() is None and time.monotonic() < deadline, "job ended before it could be killed"
-                time.sleep(0.2)
-        finally:
-            os.killpg(job.pid, signal.SIGKILL)  # a real crash: no cleanup runs
-            job.wait(30)
+        kill_critique_job(n, sets, tmp_path / "killed", lambda: len(ResponseCache(str(cache)).keys()) >= 40, 240)
         answered = len(ResponseCache(str(cache)).keys())
         assert 40 <= answered < n
         time.sleep(1)  # replies in flight at the kill land on a dead socket

@@ -51,9 +51,8 @@ from cft_ray.config import ConfigError, TeacherConfig
 from cft_ray.stages import BatchSummary
 from cft_ray.storage import as_uri
 from cft_ray.teacher.cache import ResponseCache, request_key, url_family
-from cft_ray.teacher.client import Endpoint, Secret, check_row, classify, scrub
+from cft_ray.teacher.client import Endpoint, Secret, TeacherAuthError, check_row, classify, scrub
 from cft_ray.teacher.messages import build_messages, get_template
-from cft_ray.teacher.run import TeacherAuthError
 
 log = logging.getLogger("cft_ray.teacher")
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import openai
 import pandas as pd
 
-from cft_ray.config import TeacherConfig
+from cft_ray.config import ConfigError, TeacherConfig
 from cft_ray.core.verdict import parse_verdict
 from cft_ray.teacher.cache import ResponseCache, request_key
 from cft_ray.teacher.limiter import seconds_from_text
@@ -29,6 +29,10 @@ from cft_ray.teacher.messages import Template, build_messages, get_template
 
 RESULT_COLUMNS = ["critique", "verdict", "finish_reason", "prompt_tokens", "completion_tokens", "cost_usd",
                   "model", "attempts", "status", "error", "cached", "request_key"]
+
+
+class TeacherAuthError(ConfigError):
+    """The endpoint refused the API key; nothing was sent."""
 
 
 class Secret:

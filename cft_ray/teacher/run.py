@@ -25,16 +25,14 @@ from cft_ray.config import ConfigError, TeacherConfig
 from cft_ray.stages import BatchSummary, Estimate, TeacherSummary
 from cft_ray.storage import as_uri
 from cft_ray.teacher.cache import ResponseCache, request_key, url_family
-from cft_ray.teacher.client import Endpoint, Secret, TeacherWorker, check_row, estimate_tokens, scrub
+from cft_ray.teacher.batch import run_batches
+from cft_ray.teacher.client import (Endpoint, Secret, TeacherAuthError, TeacherWorker, check_row, estimate_tokens,
+                                    scrub)
 from cft_ray.teacher.limiter import SharedLimiter
 from cft_ray.teacher.messages import build_messages, get_template
 
 log = logging.getLogger("cft_ray.teacher")
 ROWS_PER_FILE = 20_000
-
-
-class TeacherAuthError(ConfigError):
-    """The endpoint refused the API key; nothing was sent."""
 
 
 def resolve_api_key(config: TeacherConfig, base_url: str) -> Secret:
@@ -161,8 +159,6 @@ def _run(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, dry_run
             log.warning("teacher: the endpoint is unreachable, but the cache holds every answer")
         batch = None
         if config.mode == "batch" and pending.result().to_send:
-            from cft_ray.teacher.batch import run_batches
-
             # The batches' answers land in the cache; the online pass below then writes every
             # row and sends only what the batches failed.
             batch = run_batches(ds, config, endpoint, key)

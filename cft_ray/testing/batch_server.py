@@ -108,12 +108,16 @@ class BatchEndpoints:
         self.files_uploaded += 1
         return web.json_response(self._store(upload.file.read(), upload.filename or "upload.jsonl", purpose))
 
-    def _lookup_file(self, request: web.Request) -> dict | web.Response:
+    def _lookup(self, request: web.Request, table: dict[str, dict], missing: str) -> dict | web.Response:
+        """The object named by the path's id, or the error reply (unauthorized, 404 with ``missing``)."""
         denied = self.unauthorized(request)
         if denied:
             return denied
-        file = self.files.get(request.match_info["id"])
-        return file or _error(404, f"No such File object: {request.match_info['id']}", param="id")
+        found = table.get(request.match_info["id"])
+        return found or _error(404, missing.format(id=request.match_info["id"]), param="id")
+
+    def _lookup_file(self, request: web.Request) -> dict | web.Response:
+        return self._lookup(request, self.files, "No such File object: {id}")
 
     async def _file(self, request: web.Request) -> web.Response:
         found = self._lookup_file(request)
@@ -171,11 +175,7 @@ class BatchEndpoints:
         return web.json_response(batch)
 
     def _lookup_batch(self, request: web.Request) -> dict | web.Response:
-        denied = self.unauthorized(request)
-        if denied:
-            return denied
-        batch = self.batches.get(request.match_info["id"])
-        return batch or _error(404, f"No batch found with id '{request.match_info['id']}'", param="id")
+        return self._lookup(request, self.batches, "No batch found with id '{id}'")
 
     async def _batch(self, request: web.Request) -> web.Response:
         found = self._lookup_batch(request)
