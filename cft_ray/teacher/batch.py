@@ -51,7 +51,7 @@ from cft_ray.config import ConfigError, TeacherConfig
 from cft_ray.stages import BatchSummary
 from cft_ray.storage import as_uri
 from cft_ray.teacher.cache import ResponseCache, request_key, url_family
-from cft_ray.teacher.client import Endpoint, Secret, TeacherAuthError, check_row, classify, scrub
+from cft_ray.teacher.client import Endpoint, Secret, TeacherAuthError, check_row, classify, reply_record, scrub
 from cft_ray.teacher.messages import build_messages, get_template
 
 log = logging.getLogger("cft_ray.teacher")
@@ -336,11 +336,4 @@ class _BatchRun:
             reply = ChatCompletion.model_validate(body)
         except pydantic.ValidationError:
             return None
-        choice = reply.choices[0] if reply.choices else None
-        p_tok, c_tok = (reply.usage.prompt_tokens, reply.usage.completion_tokens) if reply.usage else (0, 0)
-        p_price, c_price = self.config.price_per_token
-        return {"content": choice.message.content if choice else None,
-                "finish_reason": (choice.finish_reason or "") if choice else "",
-                "prompt_tokens": p_tok, "completion_tokens": c_tok,
-                "cost_usd": (p_tok * p_price + c_tok * c_price) * self.config.batch_price_factor,
-                "model": reply.model or self.config.model, "attempts": 1}
+        return reply_record(reply, self.config, attempts=1, price_factor=self.config.batch_price_factor)

@@ -120,6 +120,22 @@ def retry_after(headers) -> float | None:
     return seconds_from_text(headers.get("x-ratelimit-reset-requests"))
 
 
+def reply_record(reply, config: TeacherConfig, attempts: int, est_prompt_tokens: int = 0,
+                 price_factor: float = 1.0) -> dict:
+    """A chat completion as the cache keeps it, priced at ``price_factor`` of the online price:
+    one shape for the online path and the Batch API's output. A reply without usage counts
+    ``est_prompt_tokens`` prompt tokens and no completion tokens."""
+    usage = reply.usage
+    p_tok, c_tok = (usage.prompt_tokens, usage.completion_tokens) if usage else (est_prompt_tokens, 0)
+    prompt_price, completion_price = config.price_per_token
+    choice = reply.choices[0] if reply.choices else None
+    return {"content": choice.message.content if choice else None,
+            "finish_reason": (choice.finish_reason or "") if choice else "",
+            "prompt_tokens": p_tok, "completion_tokens": c_tok,
+            "cost_usd": (p_tok * prompt_price + c_tok * completion_price) * price_factor,
+            "model": reply.model or config.model, "attempts": attempts}
+
+
 def classify(exc: Exception) -> tuple[str, bool]:
     """(error class for the record, worth retrying?)."""
     if isinstance(exc, openai.APITimeoutError):
@@ -222,17 +238,12 @@ class TeacherWorker:
                     wait_hint = retry_after(headers)
                     refused += isinstance(exc, openai.RateLimitError)
                 else:
-                    usage = reply.usage
-                    p_tok, c_tok = (usage.prompt_tokens, usage.completion_tokens) if usage else (est, 0)
-                    cost = p_tok * prompt_price + c_tok * completion_price
+                    record = reply_record(reply, c, attempts, est_prompt_tokens=est)
+                    cost, content = record["cost_usd"], record["content"]
                     spent += cost
-                    await self.limiter.settle.remote(self.name, epoch, charge, p_tok + c_tok, est_cost, cost,
-                                                     200, _limit_headers(raw.headers) or None)
-                    choice = reply.choices[0] if reply.choices else None
-                    content = choice.message.content if choice else None
-                    record = {"content": content, "finish_reason": (choice.finish_reason or "") if choice else "",
-                              "prompt_tokens": p_tok, "completion_tokens": c_tok, "cost_usd": cost,
-                              "model": reply.model or c.model, "attempts": attempts}
+                    await self.limiter.settle.remote(self.name, epoch, charge,
+                                                     record["prompt_tokens"] + record["completion_tokens"],
+                                                     est_cost, cost, 200, _limit_headers(raw.headers) or None)
                     if not content:
                         error = ("EmptyReply", "the teacher returned no text")
                     elif record["finish_reason"] == "length":
