@@ -66,11 +66,17 @@ def test_cache_rerun_superset_and_changed_temperature(ray_cluster, tmp_path):
         assert srv.request_count == 20
         again = run_teacher(tmp_path / "b", rows=ray.data.from_items(big), teacher=config)
         assert srv.request_count == 30 and again.cached == 20 and again.ok == 30  # only the 10 new rows sent
+        # The estimate runs beside the sending (after its first request) yet describes the run as it
+        # started: the 10 answers written meanwhile still count as to send.
+        assert (again.estimate.rows, again.estimate.cached, again.estimate.to_send) == (30, 20, 10)
+        assert again.estimate.prompt_tokens > 0 and again.estimate.dollars > 0
         warmer = run_teacher(tmp_path / "c", rows=ray.data.from_items(small),
                              teacher=config.model_copy(update={"temperature": 0.7}))
         assert srv.request_count == 50 and warmer.cached == 0
         assert run_teacher(tmp_path / "d", rows=ray.data.from_items(big), teacher=config).cached == 30
         assert srv.request_count == 50
+        dry = run_teacher(tmp_path / "e", rows=ray.data.from_items(_rows(40)), teacher=config, dry_run=True)
+        assert (dry.estimate.cached, dry.estimate.to_send) == (30, 10) and srv.request_count == 50
         assert srv.stats()["max_sends_of_one_request"] == 1
     assert len(ResponseCache(str(tmp_path / "cache")).keys()) == 50
 

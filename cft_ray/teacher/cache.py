@@ -58,6 +58,11 @@ class ResponseCache:
         except (FileNotFoundError, OSError, ValueError):
             return None
 
+    def stored_at(self, key: str) -> float | None:
+        """When the entry was written (seconds since the epoch, the filesystem's clock), or None."""
+        info = self.fs.get_file_info(self._path(key))
+        return None if info.type == pafs.FileType.NotFound else info.mtime.timestamp()
+
     def put(self, key: str, record: dict) -> None:
         folder = f"{self.root}/{key[:2]}"
         if folder not in self._made:

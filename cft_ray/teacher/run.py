@@ -1,9 +1,10 @@
 """``run_teacher``: critiques (or answers) for every row, on a Ray Data actor pool.
 
 Order of work: resolve the key (env or file) and check it with one ``GET /models`` so a bad key
-is one clear error; estimate tokens and dollars (and what the cache already holds) and print it
-before any call; then stream the rows through :class:`TeacherWorker` actors sharing one
-:class:`SharedLimiter`; write Parquet; summarise from what was written.
+is one clear error; stream the rows through :class:`TeacherWorker` actors sharing one
+:class:`SharedLimiter`; write Parquet; summarise from what was written. The estimate of tokens and
+dollars (and of what the cache already holds) is printed before any call in dry-run and Batch
+mode, and beside the sending otherwise (the limiter holds the budget either way).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +22,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import ray
+from ray.data.dataset import MaterializedDataset
 
 from cft_ray.config import ConfigError, TeacherConfig
 from cft_ray.stages import BatchSummary, Estimate, TeacherSummary
@@ -73,10 +76,18 @@ def read_rows(rows: ray.data.Dataset | str | Path) -> ray.data.Dataset:
     path = str(rows)
     if path.endswith((".jsonl", ".json")):
         return ray.data.read_json(path)
-    return ray.data.read_parquet(path)
+    # Ray's DataSourceV2 Parquet read (its default since 2.60) adds a ListFiles task stage to each
+    # of the run's two passes; on 2 cores its workers' start-up delayed the first request from
+    # 6.2 s to 10.6 s (benchmarks/teacher_throughput.py, 3,000 rows). The V1 read has none.
+    context = ray.data.DataContext.get_current()
+    use_v2, context.use_datasource_v2 = context.use_datasource_v2, False
+    try:
+        return ray.data.read_parquet(path)
+    finally:
+        context.use_datasource_v2 = use_v2
 
 
-def _estimate_batch(batch: pd.DataFrame, config: TeacherConfig, endpoint: Endpoint) -> pd.DataFrame:
+def _estimate_batch(batch: pd.DataFrame, config: TeacherConfig, endpoint: Endpoint, as_of: float) -> pd.DataFrame:
     template, cache = get_template(endpoint.template), ResponseCache(endpoint.cache_uri)
     est = {"rows": len(batch), "bad": 0, "cached": 0, "to_send": 0, "prompt_tokens": 0}
     for row in batch.to_dict("records"):
@@ -84,7 +95,8 @@ def _estimate_batch(batch: pd.DataFrame, config: TeacherConfig, endpoint: Endpoi
             est["bad"] += 1
             continue
         messages = build_messages(template, row)
-        if cache.get(request_key(endpoint.base_url, config.model, messages, config.sampling)) is not None:
+        stored = cache.stored_at(request_key(endpoint.base_url, config.model, messages, config.sampling))
+        if stored is not None and stored < as_of:
             est["cached"] += 1
         else:
             est["to_send"] += 1
@@ -92,9 +104,10 @@ def _estimate_batch(batch: pd.DataFrame, config: TeacherConfig, endpoint: Endpoi
     return pd.DataFrame([est])
 
 
-def estimate(ds: ray.data.Dataset, config: TeacherConfig, endpoint: Endpoint) -> Estimate:
-    """Tokens and dollars of what the cache does not hold yet (one pass, no calls)."""
-    parts = ds.map_batches(_estimate_batch, fn_kwargs={"config": config, "endpoint": endpoint},
+def estimate(ds: ray.data.Dataset, config: TeacherConfig, endpoint: Endpoint, as_of: float) -> Estimate:
+    """Tokens and dollars of what the cache did not hold at ``as_of`` (wall clock; one pass, no
+    calls): a pass that runs beside the sending still describes the run as it started."""
+    parts = ds.map_batches(_estimate_batch, fn_kwargs={"config": config, "endpoint": endpoint, "as_of": as_of},
                            batch_format="pandas", batch_size=1024).to_pandas()
     totals = {k: int(parts[k].sum()) for k in ("rows", "bad", "cached", "to_send", "prompt_tokens")}
     completion = totals["to_send"] * config.est_completion_tokens
@@ -140,30 +153,47 @@ def run_teacher(
 def _run(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, dry_run: bool) -> TeacherSummary:
     key = resolve_api_key(config, endpoint.base_url)
     where = f"teacher {config.model} at {url_family(endpoint.base_url)} ({endpoint.template})"
+
     started, started_wall = time.monotonic(), time.time()
-    with ThreadPoolExecutor(1) as background:
-        # The estimate is a pass over every row: it runs beside the sending rather than before it
-        # (the limiter holds the budget either way), so a short job is not spent waiting for it.
-        pending = background.submit(estimate, ds, config, endpoint)
-        pending.add_done_callback(lambda f: f.exception() or print(f"{where}: {f.result().line()}", flush=True))
-        if dry_run:
-            est = pending.result()
-            return TeacherSummary(rows=est.rows, estimate=est)
-        try:
-            check_endpoint(endpoint.base_url, key)
-        except TeacherAuthError:
+
+    def estimate_and_print() -> Estimate:
+        est = estimate(ds, config, endpoint, as_of=started_wall)
+        print(f"{where}: {est.line()}", flush=True)
+        return est
+
+    if dry_run:
+        est = estimate_and_print()
+        return TeacherSummary(rows=est.rows, estimate=est)
+    est: Estimate | None = None
+    try:
+        check_endpoint(endpoint.base_url, key)
+    except TeacherAuthError:
+        raise
+    except ConfigError:
+        est = estimate_and_print()
+        if est.to_send:
             raise
-        except ConfigError:
-            if pending.result().to_send:
-                raise
-            log.warning("teacher: the endpoint is unreachable, but the cache holds every answer")
-        batch = None
-        if config.mode == "batch" and pending.result().to_send:
+        log.warning("teacher: the endpoint is unreachable, but the cache holds every answer")
+    batch = None
+    if config.mode == "batch":
+        est = est or estimate_and_print()
+        if est.to_send:
             # The batches' answers land in the cache; the online pass below then writes every
             # row and sends only what the batches failed.
             batch = run_batches(ds, config, endpoint, key)
-        out, limiter = _send(ds, config, output_dir, endpoint, key)
-        est = pending.result()
+    limiter = SharedLimiter.remote(config.requests_per_minute, config.tokens_per_minute, config.budget_usd)
+    sending_done = threading.Event()
+    with ThreadPoolExecutor(1) as background:
+        # The estimate is a pass over every row that nothing above needed first: it waits for the
+        # first request, so that its tasks do not compete with the actors' start-up (seconds on a
+        # small machine); the limiter holds the budget either way.
+        pending = None if est else background.submit(
+            lambda: _after_first_request(limiter, sending_done) or estimate_and_print())
+        try:
+            out = _send(ds, config, output_dir, endpoint, key, limiter)
+        finally:
+            sending_done.set()
+        est = est or pending.result()
     seconds = time.monotonic() - started
     pacing = ray.get(limiter.snapshot.remote())
     ray.kill(limiter)
@@ -182,15 +212,21 @@ def _run(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, dry_run
     return summary
 
 
-def _send(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, key: Secret) -> tuple[str, ray.actor.ActorHandle]:
-    """Every row through the actor pool into ``<output_dir>/critiques``; returns it and the limiter."""
-    limiter = SharedLimiter.remote(config.requests_per_minute, config.tokens_per_minute, config.budget_usd)
+def _after_first_request(limiter: ray.actor.ActorHandle, sending_done: threading.Event) -> None:
+    """Returns once the limiter let the first request go, or the sending ended without one."""
+    while not sending_done.wait(0.2):
+        if ray.get(limiter.snapshot.remote())["first_send_at"] is not None:
+            return
+
+
+def _send(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, key: Secret,
+          limiter: ray.actor.ActorHandle) -> str:
+    """Every row through the actor pool into ``<output_dir>/critiques``; returns that path."""
     # A batch finishes with its slowest row (a retry can take seconds), so each actor works on
     # several batches at once: at least 4, so that while some wait out a Retry-After or a timeout
     # in their last rows the others keep the actor's share of the rate in use.
     batches_per_actor = max(4, math.ceil(4 * config.max_concurrency / config.batch_size))
-    # One block per batch, so the pool's actors all get work from the first rows on.
-    results = ds.repartition(target_num_rows_per_block=config.batch_size).map_batches(
+    results = _blocks_of_at_most(ds, config.batch_size).map_batches(
         TeacherWorker,
         fn_constructor_kwargs={"config": config, "endpoint": endpoint, "api_key": key, "limiter": limiter},
         compute=ray.data.ActorPoolStrategy(size=config.num_actors, max_concurrent_calls_per_actor=batches_per_actor,
@@ -203,7 +239,19 @@ def _send(ds, config: TeacherConfig, output_dir: str, endpoint: Endpoint, key: S
         fs.delete_dir(path)  # a rerun replaces the output; the cache keeps the answers
     # Files of many batches each: a write task per batch costs more than the batch's requests.
     results.write_parquet(out, min_rows_per_file=ROWS_PER_FILE)
-    return out, limiter
+    return out
+
+
+def _blocks_of_at_most(ds: ray.data.Dataset, rows: int) -> ray.data.Dataset:
+    """Blocks of at most one batch, so that every actor of the pool gets work from the first rows
+    on (one big block would go to one actor). Rows already in memory in blocks that small (the
+    object store knows their sizes) skip the repartition: its tasks would only compete with the
+    actors' start-up."""
+    if isinstance(ds, MaterializedDataset):
+        sizes = [bundle.num_rows() for bundle in ds.iter_internal_ref_bundles()]
+        if all(n is not None and n <= rows for n in sizes):
+            return ds
+    return ds.repartition(target_num_rows_per_block=rows)
 
 
 def summarize(output_path: str, seconds: float, est: Estimate | None = None,
