@@ -13,7 +13,9 @@ in the driver it would share the GIL with Ray Data's executor), with 50 ms laten
 On every profile and row count two clients run over the same rows:
 
   cft-ray     run_teacher end to end as a user calls it (estimate, endpoint check, actor start-up,
-              sending, Parquet), through a real Ray Data actor pool, told the limit (--rpm)
+              sending, Parquet), through a real Ray Data actor pool, told the limit (--rpm); its
+              rows come from a Parquet file as the data pipeline and `cft-ray teacher` pass them
+              (--input parquet), or as an in-memory Ray Dataset (--input memory)
   reference   a plain paced client (below, a few dozen lines): one asyncio loop sending at exactly
               the limit, each failure re-queued after its Retry-After (or 1 s)
 
@@ -164,9 +166,13 @@ def cft_ray_run(profile: str, rows: list[dict], args, work: Path, cache: Path) -
     with teacher_server(args.rpm, args.latency, settings) as base_url:
         config = TeacherConfig(base_url=base_url, model="gpt-4o", requests_per_minute=args.rpm * told,
                                tokens_per_minute=1e9, request_timeout_s=TIMEOUT_S, cache_dir=str(cache))
+        run_dir = work / f"{profile}-{len(rows)}-{random.random()}"
+        if args.input == "parquet":
+            run_dir.mkdir(parents=True)
+            pd.DataFrame(rows).to_parquet(run_dir / "rows.parquet")
         started = time.monotonic()
-        summary = run_teacher(work / f"{profile}-{len(rows)}-{random.random()}", rows=ray.data.from_items(rows),
-                              teacher=config)
+        source = str(run_dir / "rows.parquet") if args.input == "parquet" else ray.data.from_items(rows)
+        summary = run_teacher(run_dir, rows=source, teacher=config)
         seconds = time.monotonic() - started
         stats = server_stats(base_url)
     df = pd.read_parquet(summary.output_path)
@@ -192,6 +198,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", default="3000,20000", help="comma-separated row counts")
     p.add_argument("--profiles", default=",".join(PROFILES), help=f"comma-separated, of {', '.join(PROFILES)}")
+    p.add_argument("--input", choices=("parquet", "memory"), default="parquet",
+                   help="cft-ray's rows: a Parquet file (as the pipeline passes them) or ray.data.from_items")
     p.add_argument("--latency", type=float, default=0.05)
     p.add_argument("--rpm", type=float, default=6000, help="the server's limit")
     p.add_argument("--out", default=str(RESULTS / "teacher_throughput.json"))
